@@ -1,0 +1,154 @@
+"""Keypoint sets as data: names, left/right flip pairs, skeleton and OKS sigmas.
+
+COCO-17 is built in. Custom sets come from a dataset's ``categories`` entry
+(names, 1-based skeleton) plus flip pairs and sigmas given by the user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["KeypointInfo", "COCO_KEYPOINTS"]
+
+
+@dataclass(frozen=True)
+class KeypointInfo:
+    """Metadata of a keypoint set.
+
+    Attributes:
+        names: keypoint names in channel order, length K.
+        flip_pairs: 0-based (left, right) index pairs swapped by a horizontal flip.
+        skeleton: 0-based (a, b) index pairs joined when drawing.
+        sigmas: per-keypoint OKS sigmas, length K (COCO's values are already /10).
+    """
+
+    names: tuple[str, ...]
+    flip_pairs: tuple[tuple[int, int], ...]
+    skeleton: tuple[tuple[int, int], ...]
+    sigmas: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        k = len(self.names)
+        if k == 0:
+            raise ValueError("KeypointInfo: 'names' is empty")
+        if len(self.sigmas) != k:
+            raise ValueError(f"KeypointInfo: {len(self.sigmas)} sigmas for {k} keypoints")
+        if any(not (s > 0) for s in self.sigmas):
+            raise ValueError("KeypointInfo: every sigma must be > 0")
+        seen: set[int] = set()
+        for a, b in self.flip_pairs:
+            for i in (a, b):
+                if not 0 <= i < k:
+                    raise ValueError(f"KeypointInfo: flip pair index {i} out of range 0..{k - 1}")
+                if i in seen:
+                    raise ValueError(f"KeypointInfo: keypoint {i} appears in two flip pairs")
+                seen.add(i)
+        for a, b in self.skeleton:
+            if not (0 <= a < k and 0 <= b < k):
+                raise ValueError(f"KeypointInfo: skeleton edge ({a}, {b}) out of range 0..{k - 1}")
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.names)
+
+    @property
+    def flip_index(self) -> list[int]:
+        """Channel permutation of a horizontal flip: ``flipped[:, i] = x[:, flip_index[i]]``."""
+        idx = list(range(self.num_keypoints))
+        for a, b in self.flip_pairs:
+            idx[a], idx[b] = b, a
+        return idx
+
+    @property
+    def sigmas_array(self) -> np.ndarray:
+        return np.asarray(self.sigmas, dtype=np.float64)
+
+    @property
+    def left_ids(self) -> list[int]:
+        return [a for a, _ in self.flip_pairs]
+
+    @property
+    def right_ids(self) -> list[int]:
+        return [b for _, b in self.flip_pairs]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, stored in checkpoints and ONNX metadata."""
+        return {
+            "names": list(self.names),
+            "flip_pairs": [list(p) for p in self.flip_pairs],
+            "skeleton": [list(e) for e in self.skeleton],
+            "sigmas": list(self.sigmas),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "KeypointInfo":
+        missing = [k for k in ("names", "flip_pairs", "skeleton", "sigmas") if k not in d]
+        if missing:
+            raise ValueError(f"KeypointInfo: missing field(s) {missing}")
+        return cls(
+            names=tuple(str(n) for n in d["names"]),
+            flip_pairs=tuple((int(a), int(b)) for a, b in d["flip_pairs"]),
+            skeleton=tuple((int(a), int(b)) for a, b in d["skeleton"]),
+            sigmas=tuple(float(s) for s in d["sigmas"]),
+        )
+
+    @classmethod
+    def from_coco_category(
+        cls,
+        category: Mapping[str, Any],
+        flip_pairs: Sequence[Sequence[int]] | None = None,
+        sigmas: Sequence[float] | None = None,
+    ) -> "KeypointInfo":
+        """Build from a COCO ``categories`` entry (``keypoints`` names, 1-based ``skeleton``).
+
+        A category identical to COCO person gets COCO's flip pairs and sigmas when
+        none are given; any other set must name its sigmas (flip pairs default to none).
+        """
+        if "keypoints" not in category:
+            raise ValueError(f"category {category.get('name', '?')!r} has no 'keypoints' field")
+        names = tuple(str(n) for n in category["keypoints"])
+        skeleton = tuple((int(a) - 1, int(b) - 1) for a, b in category.get("skeleton", []))
+        if names == COCO_KEYPOINTS.names:
+            flip_pairs = COCO_KEYPOINTS.flip_pairs if flip_pairs is None else flip_pairs
+            sigmas = COCO_KEYPOINTS.sigmas if sigmas is None else sigmas
+        if sigmas is None:
+            raise ValueError(
+                f"category {category.get('name', '?')!r}: custom keypoint set of {len(names)} "
+                "keypoints needs OKS sigmas (give them in the config)"
+            )
+        return cls(
+            names=names,
+            flip_pairs=tuple((int(a), int(b)) for a, b in (flip_pairs or ())),
+            skeleton=skeleton,
+            sigmas=tuple(float(s) for s in sigmas),
+        )
+
+
+_COCO_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+
+# COCO's person category skeleton (1-based in the annotation file), here 0-based.
+_COCO_SKELETON_1BASED = (
+    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7),
+    (6, 8), (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
+)  # fmt: skip
+
+# pycocotools' COCOeval.kpt_oks_sigmas
+_COCO_SIGMAS = tuple(
+    s / 10.0
+    for s in (0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89)
+)
+
+COCO_KEYPOINTS = KeypointInfo(
+    names=_COCO_NAMES,
+    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
+    skeleton=tuple((a - 1, b - 1) for a, b in _COCO_SKELETON_1BASED),
+    sigmas=_COCO_SIGMAS,
+)
