@@ -1,0 +1,1 @@
+"""COCO keypoint evaluation: result validation, OKS-NMS, rescoring and COCOeval scoring (no torch)."""

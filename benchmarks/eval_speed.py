@@ -1,0 +1,152 @@
+"""Time `hsrpose score` (default backend) against plain pycocotools on >= 100k keypoint detections.
+
+The data are built from coco-mini: its images are replicated under new image ids
+(with matching ground truth), and every image gets ``--dets-per-image`` results:
+each ground-truth person perturbed with Gaussian noise (score U(0.4, 1)), jittered
+duplicates (U(0.1, 0.9)) and false detections with random keypoints (U(0, 0.6)).
+
+Both scorers run as fresh processes on the same two files (so both times
+include Python start-up, reading the JSON and building the index), the ten
+numbers are compared, and both times are printed.
+
+    .venv/bin/python benchmarks/eval_speed.py            # 100k+ detections
+    .venv/bin/python benchmarks/eval_speed.py --copies 5 # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+PYCOCOTOOLS_SCRIPT = r"""
+import sys
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+gt = COCO(sys.argv[1])
+dt = gt.loadRes(sys.argv[2])
+ev = COCOeval(gt, dt, "keypoints")
+ev.evaluate()
+ev.accumulate()
+ev.summarize()
+names = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
+for n, v in zip(names, ev.stats):
+    print("STAT", n, repr(float(v)))
+"""
+
+
+def find_coco_mini() -> Path:
+    env = os.environ.get("HSRPOSE_COCO_MINI")
+    for root in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data" / "coco-mini"]:
+        if (root / "annotations" / "person_keypoints_train2017.json").is_file():
+            return root
+    sys.exit("coco-mini not found: set HSRPOSE_COCO_MINI")
+
+
+def build(gt: dict, copies: int, dets_per_image: int, seed: int) -> tuple[dict, list[dict]]:
+    """Replicated ground truth and results (image ids id + c * offset)."""
+    rng = np.random.default_rng(seed)
+    offset = 10 ** (len(str(max(im["id"] for im in gt["images"]))) + 1)
+    anns_by_image: dict[int, list[dict]] = {}
+    for a in gt["annotations"]:
+        anns_by_image.setdefault(a["image_id"], []).append(a)
+    images, annotations, results = [], [], []
+    next_ann = 1
+    for c in range(copies):
+        for im in gt["images"]:
+            new_id = im["id"] + c * offset
+            images.append({**im, "id": new_id})
+            persons = []
+            for a in anns_by_image.get(im["id"], []):
+                annotations.append({**a, "id": next_ann, "image_id": new_id})
+                next_ann += 1
+                if not a.get("iscrowd", 0) and a["num_keypoints"] > 0:
+                    persons.append(a)
+            dets = []
+            for a in persons:  # one noisy copy of every person, noise of varying size
+                k = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)
+                k[:, :2] += rng.normal(0, rng.uniform(0.01, 0.15) * math.sqrt(a["area"]), (len(k), 2))
+                dets.append((k, rng.uniform(0.4, 1.0)))
+            while len(dets) < dets_per_image:
+                if persons and rng.random() < 0.5:  # duplicate with jitter
+                    a = persons[int(rng.integers(len(persons)))]
+                    k = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)
+                    k[:, :2] += rng.normal(0, 0.1 * math.sqrt(a["area"]) + 2.0, (len(k), 2))
+                    score = rng.uniform(0.1, 0.9)
+                else:  # false detection
+                    k = np.stack(
+                        [rng.uniform(0, im["width"], 17), rng.uniform(0, im["height"], 17), np.zeros(17)], axis=1
+                    )
+                    score = rng.uniform(0.0, 0.6)
+                dets.append((k, score))
+            for k, score in dets:
+                k[:, 2] = rng.random(len(k))
+                results.append(
+                    {"image_id": new_id, "category_id": 1, "keypoints": k.ravel().tolist(), "score": float(score)}
+                )
+    return {**gt, "images": images, "annotations": annotations}, results
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds user+sys of the child, stdout). CPU time is the steadier
+    number on a shared machine; wall time is what a user waits."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return wall, cpu, proc.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--copies", type=int, default=63, help="replicas of the 80 coco-mini images (63 -> 5040 images)")
+    ap.add_argument("--dets-per-image", type=int, default=20, help="results per image (COCOeval keeps 20)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", default=None, help="where to write the two JSON files (default: a temp folder)")
+    args = ap.parse_args()
+
+    src = json.loads((find_coco_mini() / "annotations" / "person_keypoints_train2017.json").read_text())
+    gt, results = build(src, args.copies, args.dets_per_image, args.seed)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="hsrpose_eval_speed_"))
+    work.mkdir(parents=True, exist_ok=True)
+    gt_path, res_path = work / "gt.json", work / "results.json"
+    gt_path.write_text(json.dumps(gt))
+    res_path.write_text(json.dumps(results))
+    n_gt = sum(1 for a in gt["annotations"] if not a.get("iscrowd", 0) and a["num_keypoints"] > 0)
+    print(f"images {len(gt['images'])}, ground-truth persons with keypoints {n_gt}, detections {len(results)}")
+
+    hsrpose = [sys.executable, "-m", "hsrpose.cli", "score", "--gt", str(gt_path), "--results", str(res_path), "--digits", "15"]
+    t_ours, c_ours, out_ours = timed(hsrpose)
+    t_ref, c_ref, out_ref = timed([sys.executable, "-c", PYCOCOTOOLS_SCRIPT, str(gt_path), str(res_path)])
+
+    ours = {line.split()[0]: float(line.split()[1]) for line in out_ours.strip().splitlines()}
+    ref = {line.split()[1]: float(line.split()[2]) for line in out_ref.splitlines() if line.startswith("STAT ")}
+    same = all(round(ref[n], 15) == ours[n] for n in ref) and len(ref) == 10
+    print(f"{'metric':6s} {'hsrpose score':>18s} {'pycocotools':>18s}")
+    for n in ref:
+        print(f"{n:6s} {ours[n]:18.15f} {ref[n]:18.15f}")
+    print(f"ten numbers identical (15 decimals): {same}")
+    print(f"hsrpose score (default backend): wall {t_ours:.2f} s, CPU {c_ours:.2f} s")
+    print(f"pycocotools:                     wall {t_ref:.2f} s, CPU {c_ref:.2f} s")
+    print(f"speed-up: wall {t_ref / t_ours:.2f}x, CPU {c_ref / c_ours:.2f}x")
+    if not same:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

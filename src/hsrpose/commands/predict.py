@@ -1,0 +1,251 @@
+"""``hsrpose predict``: pose estimation on an image, a folder of images or a video.
+
+Writes into ``--out``:
+- ``results.json``: COCO keypoint results (``image_id``, ``category_id`` 1,
+  ``keypoints`` [x, y, score] * K in image px, ``score``, ``bbox``), atomically;
+- ``images.json``: the COCO ``images`` entries those ids refer to (file name or
+  video frame, width, height);
+- drawn pictures under ``vis/`` (images) or ``<video stem>_pose.mp4`` (video).
+
+Image ids: from ``--ann`` (a COCO annotation file naming the images) when given,
+else the file name's number (``000000391895.jpg`` -> 391895), else the position in
+the sorted folder (1-based). Video frames get their 0-based frame index.
+
+An unreadable image or video frame is reported and skipped; the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+HELP = "run pose estimation on images, folders or videos"
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hsrpose.inference.detectors import DETECTOR_SPECS
+
+    parser.add_argument("input", metavar="INPUT", help="an image, a folder of images or a video file")
+    parser.add_argument("--weights", required=True, help="hsrpose weights / checkpoint (.pth, .safetensors) or an .onnx export")
+    parser.add_argument("--detector", default="hog", help=f"person detector: {DETECTOR_SPECS} (default: hog)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument(
+        "--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
+        help="auto: onnxruntime for .onnx weights, torch otherwise",
+    )  # fmt: skip
+    parser.add_argument("--ann", default=None, help="COCO annotation file: image ids for the results and the keypoint set to expect")
+    parser.add_argument("--no-flip", action="store_true", help="disable the flip test (faster, ~1 AP lower)")
+    parser.add_argument("--batch-size", type=int, default=32, help="crops per network call (default 32)")
+    parser.add_argument("--frames-per-batch", type=int, default=8, help="video frames whose crops share network batches (default 8)")
+    parser.add_argument("--det-thr", type=float, default=0.0, help="drop detector boxes below this score before pose estimation (default 0)")
+    parser.add_argument("--kpt-thr", type=float, default=0.3, help="drawing: keypoints below this score are not drawn (default 0.3)")
+    parser.add_argument("--box-thr", type=float, default=0.3, help="drawing: people below this instance score are not drawn (default 0.3)")
+    parser.add_argument("--no-draw", action="store_true", help="write only the results JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+    from tqdm import tqdm
+
+    from hsrpose.errors import HsrposeError
+    from hsrpose.inference.detectors import build_detector
+    from hsrpose.inference.pipeline import PoseEstimator
+    from hsrpose.utils.io import atomic_write_json
+
+    src = Path(args.input)
+    if not src.exists():
+        raise HsrposeError(f"{src}: no such file or folder")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    file_ids, keypoint_info = _read_ann(args.ann) if args.ann else ({}, None)
+    backend = args.backend
+    if backend == "auto":
+        backend = "onnxruntime" if str(args.weights).lower().endswith(".onnx") else "torch"
+    estimator = PoseEstimator(
+        weights=args.weights, detector=None, device=args.device, backend=backend, flip_test=not args.no_flip,
+        batch_size=args.batch_size, keypoint_info=keypoint_info, box_score_thr=args.det_thr,
+    )  # fmt: skip
+    # built after the weights were checked (a wrong model is the more basic error); the
+    # annotation file's names let a coco: detector find the image ids of file names
+    estimator.detector = build_detector(args.detector, device=args.device, file_names=file_ids or None)
+
+    results: list[dict[str, Any]] = []
+    images_meta: list[dict[str, Any]] = []
+    if src.is_file() and src.suffix.lower() in VIDEO_EXTS:
+        n_ok, n_bad = _run_video(src, out, estimator, args, results, images_meta, tqdm, cv2)
+        unit = "frames"
+    else:
+        files = _list_images(src)
+        n_ok, n_bad = _run_images(files, out, estimator, args, file_ids, results, images_meta, tqdm, cv2)
+        unit = "images"
+    atomic_write_json(out / "results.json", results)
+    atomic_write_json(out / "images.json", images_meta)
+    skipped = f", {n_bad} unreadable skipped" if n_bad else ""
+    print(f"hsrpose predict: {n_ok} {unit}{skipped}, {len(results)} people -> {out / 'results.json'}")
+    return 0 if n_ok > 0 or n_bad == 0 else 1
+
+
+def _read_ann(path: str) -> tuple[dict[str, int], Any]:
+    from hsrpose.data.keypoints import KeypointInfo
+    from hsrpose.errors import DataError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        ids = {Path(im["file_name"]).name: int(im["id"]) for im in data.get("images", [])}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise DataError(f"--ann {path}: cannot read a COCO annotation file: {e!r}") from None
+    info = None
+    for cat in data.get("categories", []):
+        if cat.get("id") == 1 and "keypoints" in cat:
+            try:
+                # COCO categories carry no sigmas / flip pairs; a custom set may add them as extra fields.
+                info = KeypointInfo.from_coco_category(cat, flip_pairs=cat.get("flip_pairs"), sigmas=cat.get("sigmas"))
+            except ValueError as e:
+                raise DataError(f"--ann {path}: category 1: {e}") from None
+    return ids, info
+
+
+def _list_images(src: Path) -> list[Path]:
+    from hsrpose.errors import HsrposeError
+
+    if src.is_file():
+        return [src]
+    files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise HsrposeError(f"{src}: no images ({', '.join(IMAGE_EXTS)}) in this folder")
+    return files
+
+
+def _image_id(path: Path, index: int, file_ids: dict[str, int]) -> int:
+    if path.name in file_ids:
+        return file_ids[path.name]
+    return int(path.stem) if path.stem.isdigit() else index + 1
+
+
+def _report(tqdm: Any, msg: str) -> None:
+    tqdm.write(f"hsrpose predict: warning: {msg}", file=sys.stderr)
+
+
+def _run_images(files, out, estimator, args, file_ids, results, images_meta, tqdm, cv2) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    from hsrpose.data.imageio import read_image_bgr
+    from hsrpose.errors import HsrposeError
+    from hsrpose.utils.io import atomic_write_bytes
+    from hsrpose.vis import draw_poses
+
+    n_ok = n_bad = 0
+    used_ids: set[int] = set()
+    for index, path in enumerate(tqdm(files, desc="predict", unit="img", disable=None)):
+        try:
+            image = read_image_bgr(path)
+        except HsrposeError as e:
+            _report(tqdm, f"{e}; skipped")
+            n_bad += 1
+            continue
+        image_id = _image_id(path, index, file_ids)
+        if image_id in used_ids:  # two names with the same number: keep ids unique
+            image_id = max(used_ids) + 1
+        used_ids.add(image_id)
+        instances = estimator(image, image_key=path.name)
+        results.extend(inst.to_coco(image_id) for inst in instances)
+        images_meta.append({"id": image_id, "file_name": path.name, "height": int(image.shape[0]), "width": int(image.shape[1])})
+        n_ok += 1
+        if not args.no_draw:
+            drawn = draw_poses(image, instances, estimator.keypoint_info, kpt_thr=args.kpt_thr, box_thr=args.box_thr)
+            ext = ".png" if path.suffix.lower() == ".png" else ".jpg"
+            ok, buf = cv2.imencode(ext, drawn)
+            if ok:
+                atomic_write_bytes(out / "vis" / (path.stem + ext), buf.tobytes())
+    return n_ok, n_bad
+
+
+def _frames(cap: Any, tqdm: Any) -> Iterator[tuple[int, Any]]:
+    """(index, BGR frame) of a capture; an undecodable frame is reported and skipped.
+
+    ``cap.read()`` returns False both at the end and on a broken frame: with a known
+    frame count, failures before the end are skipped (up to 25 in a row) and the
+    index keeps counting, so frame indices stay those of the file.
+    """
+    import cv2
+
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    index = failures = 0
+    while True:
+        ok, frame = cap.read()
+        if ok and frame is not None:
+            failures = 0
+            yield index, frame
+        else:
+            if total <= 0 or index >= total - 1 or failures >= 25:
+                return
+            failures += 1
+            _report(tqdm, f"video frame {index} could not be decoded; skipped")
+        index += 1
+
+
+def _run_video(src, out, estimator, args, results, images_meta, tqdm, cv2) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    from hsrpose.errors import HsrposeError
+    from hsrpose.vis import draw_poses
+
+    cap = cv2.VideoCapture(str(src))
+    if not cap.isOpened():
+        raise HsrposeError(f"{src}: OpenCV cannot open this video")
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    fps = fps if 0 < fps < 1000 else 25.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    final = out / f"{src.stem}_pose.mp4"
+    # VideoWriter picks the container from the file extension, so the temporary file
+    # keeps ".mp4"; it is renamed over the final name only when the video is complete.
+    tmp = out / f".{src.stem}_pose.partial.mp4"
+    writer = None
+    n_ok = n_bad = 0
+    batch: list[tuple[int, Any]] = []
+
+    def flush() -> None:
+        nonlocal writer
+        # frame indices as image keys: a coco: detector reads precomputed boxes per frame
+        poses = estimator.predict_batch([f for _, f in batch], image_keys=[i for i, _ in batch])
+        for (index, frame), instances in zip(batch, poses):
+            results.extend(inst.to_coco(index) for inst in instances)
+            images_meta.append({"id": index, "file_name": f"{src.name}#frame={index}", "height": int(frame.shape[0]), "width": int(frame.shape[1])})
+            if args.no_draw:
+                continue
+            if writer is None:
+                h, w = frame.shape[:2]
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                if not writer.isOpened():
+                    raise HsrposeError(f"{tmp}: OpenCV cannot write an mp4v video here")
+            writer.write(draw_poses(frame, instances, estimator.keypoint_info, kpt_thr=args.kpt_thr, box_thr=args.box_thr))
+        batch.clear()
+
+    completed = False
+    try:
+        with tqdm(total=total or None, desc="predict", unit="frame", disable=None) as bar:
+            last = -1
+            for index, frame in _frames(cap, tqdm):
+                n_bad += index - last - 1
+                last = index
+                batch.append((index, frame))
+                n_ok += 1
+                if len(batch) >= max(1, args.frames_per_batch):
+                    flush()
+                bar.update(index - bar.n + 1)
+            if batch:
+                flush()
+        completed = True
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+            if completed:
+                os.replace(tmp, final)
+            else:
+                tmp.unlink(missing_ok=True)
+    return n_ok, n_bad

@@ -1,0 +1,233 @@
+"""COCO keypoint scoring: `hsrpose score` against plain pycocotools on coco-mini, result validation."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hsrpose.cli import main
+from hsrpose.errors import HsrposeError, ResultsError
+from hsrpose.evaluation.cocoeval import METRIC_NAMES, format_metrics, score_results
+from hsrpose.evaluation.results import validate_results
+
+ANN = Path("annotations") / "person_keypoints_train2017.json"
+
+
+@pytest.fixture(scope="module")
+def gt_path(coco_mini: Path) -> Path:
+    return coco_mini / ANN
+
+
+@pytest.fixture(scope="module")
+def gt(gt_path: Path) -> dict[str, Any]:
+    return json.loads(gt_path.read_text())
+
+
+def make_results(
+    gt: dict[str, Any],
+    noise: float = 0.0,
+    drop: float = 0.0,
+    dup: float = 0.0,
+    extra: int = 0,
+    seed: int = 0,
+    constant_score: float | None = None,
+) -> list[dict[str, Any]]:
+    """Results derived from the ground truth.
+
+    noise: std of Gaussian noise on x, y as a fraction of sqrt(area); drop: probability of
+    leaving an instance out; dup: probability of adding a jittered duplicate; extra: number
+    of false detections with random keypoints on random images.
+    """
+    rng = np.random.default_rng(seed)
+    out: list[dict[str, Any]] = []
+    for a in gt["annotations"]:
+        if a.get("iscrowd", 0) or a["num_keypoints"] == 0:
+            continue
+        if rng.random() < drop:
+            continue
+        k = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)
+        k[:, :2] += rng.normal(0.0, noise * math.sqrt(a["area"]) + 1e-9, (len(k), 2))
+        k[:, 2] = rng.random(len(k))
+        score = constant_score if constant_score is not None else float(rng.random())
+        out.append({"image_id": a["image_id"], "category_id": 1, "keypoints": k.ravel().tolist(), "score": score})
+        if rng.random() < dup:
+            k2 = k.copy()
+            k2[:, :2] += rng.normal(0.0, 3.0, (len(k), 2))
+            out.append({"image_id": a["image_id"], "category_id": 1, "keypoints": k2.ravel().tolist(), "score": float(rng.random())})
+    for _ in range(extra):
+        im = gt["images"][int(rng.integers(len(gt["images"])))]
+        k = np.stack([rng.uniform(0, im["width"], 17), rng.uniform(0, im["height"], 17), rng.random(17)], axis=1)
+        out.append({"image_id": im["id"], "category_id": 1, "keypoints": k.ravel().tolist(), "score": float(rng.random())})
+    return out
+
+
+def pycocotools_reference(gt_path: Path, results: list[dict[str, Any]], sigmas: np.ndarray | None = None) -> dict[str, float]:
+    """The ten numbers straight from pycocotools, used the way its README shows."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(gt_path))
+        coco_dt = coco_gt.loadRes(copy.deepcopy(results))
+        ev = COCOeval(coco_gt, coco_dt, "keypoints")
+        if sigmas is not None:
+            ev.params.kpt_oks_sigmas = sigmas
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return dict(zip(METRIC_NAMES, (float(s) for s in ev.stats)))
+
+
+CASES = {
+    "gt_as_predictions": dict(constant_score=1.0),
+    "noise_0.01": dict(noise=0.01, seed=1),
+    "noise_0.05": dict(noise=0.05, seed=2),
+    "noise_0.15": dict(noise=0.15, seed=3),
+    "dropped": dict(noise=0.03, drop=0.3, seed=4),
+    "duplicated": dict(noise=0.03, dup=0.5, seed=5),
+    "extra_false": dict(noise=0.03, extra=200, seed=6),
+    "all_at_once": dict(noise=0.05, drop=0.2, dup=0.3, extra=80, seed=7),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_score_cli_equals_pycocotools(case: str, gt: dict[str, Any], gt_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = make_results(gt, **CASES[case])
+    res_path = tmp_path / "results.json"
+    res_path.write_text(json.dumps(results))
+    ref = pycocotools_reference(gt_path, results)
+
+    assert main(["score", "--gt", str(gt_path), "--results", str(res_path)]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed == format_metrics(ref).splitlines()
+    assert [line.split()[0] for line in printed] == list(METRIC_NAMES)
+    # The default backend's numbers are bit-identical to the reference, not only when printed.
+    assert score_results(gt_path, results) == ref
+    assert score_results(gt_path, results, backend="pycocotools") == ref
+    if case == "gt_as_predictions":
+        assert ref["AP"] == 1.0 and ref["AR"] == 1.0
+
+
+def test_noise_lowers_ap(gt: dict[str, Any]) -> None:
+    aps = [score_results(gt, make_results(gt, noise=n, seed=11))["AP"] for n in (0.0, 0.02, 0.08, 0.3)]
+    assert aps[0] == 1.0
+    assert aps == sorted(aps, reverse=True) and aps[-1] < 0.05
+
+
+def test_custom_keypoint_set_with_sigmas(gt: dict[str, Any], gt_path: Path, tmp_path: Path) -> None:
+    """A 5-keypoint set (the face) with its own sigmas, scored the same way by both backends."""
+    keep = 5
+    sub = copy.deepcopy(gt)
+    sub["categories"][0]["keypoints"] = sub["categories"][0]["keypoints"][:keep]
+    sub["categories"][0]["skeleton"] = []
+    for a in sub["annotations"]:
+        a["keypoints"] = a["keypoints"][: 3 * keep]
+        a["num_keypoints"] = sum(1 for v in a["keypoints"][2::3] if v > 0)
+    sub_path = tmp_path / "face.json"
+    sub_path.write_text(json.dumps(sub))
+    results = make_results(sub, noise=0.02, dup=0.2, seed=3)
+    for r in results:
+        r["keypoints"] = r["keypoints"][: 3 * keep]
+    sigmas = np.array([0.05, 0.04, 0.04, 0.06, 0.06])
+    ref = pycocotools_reference(sub_path, results, sigmas=sigmas)
+    assert score_results(sub_path, results, sigmas=sigmas) == ref
+    assert score_results(sub_path, results, sigmas=sigmas, backend="pycocotools") == ref
+    # Larger sigmas are more tolerant: AP must not drop.
+    assert score_results(sub_path, results, sigmas=sigmas * 3)["AP"] >= ref["AP"]
+    with pytest.raises(HsrposeError, match="5 keypoints"):
+        score_results(sub_path, results)
+    with pytest.raises(HsrposeError, match="3 OKS sigmas given for 5"):
+        score_results(sub_path, results, sigmas=[0.1, 0.1, 0.1])
+
+
+def test_score_cli_sigmas_option(gt: dict[str, Any], gt_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = make_results(gt, noise=0.04, seed=9)
+    res_path = tmp_path / "r.json"
+    res_path.write_text(json.dumps(results))
+    sigmas = np.full(17, 0.05)
+    ref = pycocotools_reference(gt_path, results, sigmas=sigmas)
+    assert main(["score", "--gt", str(gt_path), "--results", str(res_path), "--sigmas", ",".join(["0.05"] * 17)]) == 0
+    assert capsys.readouterr().out.strip() == format_metrics(ref)
+
+
+def test_empty_results_score_zero(gt: dict[str, Any]) -> None:
+    m = score_results(gt, [])
+    assert m["AP"] == 0.0 and m["AR"] == 0.0
+
+
+def test_inputs_not_modified(gt: dict[str, Any]) -> None:
+    results = make_results(gt, noise=0.02, seed=1)
+    before_r, before_g = copy.deepcopy(results), copy.deepcopy(gt)
+    score_results(gt, results)
+    score_results(gt, results, backend="pycocotools")
+    assert results == before_r and gt == before_g
+
+
+def _bad(results: list[dict[str, Any]], i: int, **change: Any) -> list[dict[str, Any]]:
+    out = copy.deepcopy(results)
+    for key, value in change.items():
+        if value is _DROP:
+            del out[i][key]
+        else:
+            out[i][key] = value
+    return out
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (dict(keypoints=[1.0] * 50), "keypoints has 50 numbers, expected 51"),
+        (dict(image_id=987654321), "unknown image_id 987654321"),
+        (dict(score=float("nan")), "score nan is not a finite number"),
+        (dict(score=_DROP), "missing 'score'"),
+        (dict(category_id=2), "category_id 2 is not a keypoint category"),
+        (dict(image_id="12"), "image_id '12' is not an integer"),
+        (dict(keypoints=[1.0] * 20 + [float("nan")] + [1.0] * 30), r"keypoints\[20\] is nan"),
+        (dict(keypoints=[1.0] * 10 + ["x"] + [1.0] * 40), r"keypoints\[10\] = 'x' is not a number"),
+    ],
+)
+def test_malformed_entry_rejected_with_index(change: dict[str, Any], reason: str, gt: dict[str, Any]) -> None:
+    results = make_results(gt, noise=0.01, seed=2)
+    bad = _bad(results, 7, **change)
+    with pytest.raises(ResultsError, match=f"entry 7: {reason}"):
+        score_results(gt, bad)
+
+
+def test_malformed_file_cli_message(gt: dict[str, Any], gt_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = _bad(make_results(gt, seed=2), 3, keypoints=[0.0] * 3)
+    res_path = tmp_path / "bad.json"
+    res_path.write_text(json.dumps(results))
+    assert main(["score", "--gt", str(gt_path), "--results", str(res_path)]) == 1
+    err = capsys.readouterr().err
+    assert str(res_path) in err and "entry 3" in err and "expected 51" in err
+    res_path.write_text('{"not": "a list"}')
+    assert main(["score", "--gt", str(gt_path), "--results", str(res_path)]) == 1
+    assert "JSON list" in capsys.readouterr().err
+
+
+def test_validate_accepts_good_results(gt: dict[str, Any]) -> None:
+    results = make_results(gt, noise=0.01, extra=5, seed=2)
+    validate_results(results, {im["id"] for im in gt["images"]}, {1: 17})
+
+
+def test_results_read_like_load_res(gt: dict[str, Any], gt_path: Path) -> None:
+    """Integer keypoints, and entries carrying a 'bbox' (detectron2 style: loadRes then takes the box area)."""
+    results = make_results(gt, noise=0.03, dup=0.3, extra=20, seed=12)
+    ints = [dict(r, keypoints=[int(round(v)) for v in r["keypoints"]]) for r in results]
+    assert score_results(gt_path, ints) == pycocotools_reference(gt_path, ints)
+    rng = np.random.default_rng(0)
+    boxed = [dict(r, bbox=[float(v) for v in rng.uniform(10, 200, 4)]) for r in results]
+    ref = pycocotools_reference(gt_path, boxed)
+    assert score_results(gt_path, boxed) == ref
+    assert ref != pycocotools_reference(gt_path, results)  # the box area really was used

@@ -1,0 +1,48 @@
+"""Atomic writes: a writer that dies before the rename leaves the old file intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hsrpose.utils.io import atomic_path, atomic_write_json
+
+
+def test_write_and_replace(tmp_path: Path) -> None:
+    p = tmp_path / "sub" / "r.json"
+    atomic_write_json(p, {"a": 1})
+    atomic_write_json(p, {"a": 2})
+    assert json.loads(p.read_text()) == {"a": 2}
+    assert [f.name for f in p.parent.iterdir()] == ["r.json"]  # no temp files left
+
+
+def test_exception_keeps_old_file(tmp_path: Path) -> None:
+    p = tmp_path / "r.json"
+    atomic_write_json(p, {"good": True})
+    with pytest.raises(RuntimeError):
+        with atomic_path(p) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert json.loads(p.read_text()) == {"good": True}
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_sigkill_during_write_keeps_old_file(tmp_path: Path) -> None:
+    p = tmp_path / "r.json"
+    atomic_write_json(p, {"good": True})
+    code = (
+        "import os, signal, sys\n"
+        "from hsrpose.utils.io import atomic_path\n"
+        f"with atomic_path({str(p)!r}) as tmp:\n"
+        "    tmp.write_text('partial')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code])
+    assert r.returncode == -signal.SIGKILL
+    assert json.loads(p.read_text()) == {"good": True}
