@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -64,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# torch {torch.__version__}, onnxruntime {ort.__version__}, opset {DEFAULT_OPSET}, "
         f"{args.threads} threads each, warmup {args.warmup}, median of {args.runs} runs, "
-        f"{platform.processor() or platform.machine()}"
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     )
+    # Other processes on the machine inflate both columns (torch's OpenMP threads suffer most).
+    print(f"# load average at start: {os.getloadavg()[0]:.1f}")
     print(f"{'preset':<30} {'batch':>5} {'torch ms/crop':>14} {'ort ms/crop':>12} {'torch/ort':>9}")
     rows = []
     rng = np.random.default_rng(0)
@@ -101,10 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(f"{name:<30} {batch:>5} {t_torch:>14.1f} {t_ort:>12.1f} {t_torch / t_ort:>9.2f}", flush=True)
             del backend, model
+    print(f"# load average at end: {os.getloadavg()[0]:.1f}")
     if args.json is not None:
         from hsrpose.utils.io import atomic_write_json
 
-        atomic_write_json(args.json, {"threads": args.threads, "runs": args.runs, "warmup": args.warmup, "rows": rows}, indent=2)
+        summary = {"threads": args.threads, "runs": args.runs, "warmup": args.warmup, "rows": rows}
+        atomic_write_json(args.json, summary, indent=2)
     return 0
 
 

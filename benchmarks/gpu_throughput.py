@@ -60,6 +60,10 @@ def timed(fn: Callable[[], Any], n: int, device: torch.device) -> float:
     return time.perf_counter() - t
 
 
+def fmt_rate(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def matmul_flops_per_s(device: torch.device, n: int, iters: int) -> float:
     """Measured bf16 dense matmul rate (n x n @ n x n), FLOP/s: the hardware ceiling used for MFU."""
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
@@ -149,17 +153,24 @@ def make_step(run: torch.nn.Module, optim: torch.optim.Optimizer, opt: Options) 
     return step
 
 
-def bench_train_step(name: str, opt: Options) -> float:
-    preset = get_preset(name)
-    model, run, optim = build(name, opt)
-    model.train()
-    step = make_step(run, optim, opt)
-    b = opt.batch
-    images = torch.randn(b, 3, *preset.input_hw, device=opt.device).contiguous(memory_format=opt.memory_format)
-    targets = torch.rand(b, 17, *preset.heatmap_hw, device=opt.device)
+class Trainer:
+    """One model, its (compiled) wrapper, Adam and the step, built once for (i) and (ii): one compile."""
+
+    def __init__(self, name: str, opt: Options) -> None:
+        self.preset = get_preset(name)
+        self.model, self.run, self.optim = build(name, opt)
+        self.model.train()
+        self.step = make_step(self.run, self.optim, opt)
+
+
+def bench_train_step(trainer: Trainer, opt: Options) -> float:
+    """(i) samples/s of the step alone, on random tensors already on the device."""
+    b, p = opt.batch, trainer.preset
+    images = torch.randn(b, 3, *p.input_hw, device=opt.device).contiguous(memory_format=opt.memory_format)
+    targets = torch.rand(b, 17, *p.heatmap_hw, device=opt.device)
     weights = torch.ones(b, 17, device=opt.device)
-    timed(lambda: step(images, targets, weights), opt.warmup, opt.device)
-    secs = timed(lambda: step(images, targets, weights), opt.steps, opt.device)
+    timed(lambda: trainer.step(images, targets, weights), opt.warmup, opt.device)
+    secs = timed(lambda: trainer.step(images, targets, weights), opt.steps, opt.device)
     return b * opt.steps / secs
 
 
@@ -203,15 +214,13 @@ def bench_loader(loader: DataLoader, opt: Options, consume: Callable[[Any], Any]
     return n / (time.perf_counter() - t)
 
 
-def bench_pipeline(name: str, opt: Options) -> float:
-    model, run, optim = build(name, opt)
-    model.train()
-    step = make_step(run, optim, opt)
-    loader, builder = make_loader(name, opt, opt.warmup + opt.steps)
+def bench_pipeline(trainer: Trainer, opt: Options) -> float:
+    """(ii) samples/s of the step fed from JPEG files through the workers and the GPU data path."""
+    loader, builder = make_loader(trainer.preset.name, opt, opt.warmup + opt.steps)
 
     def consume(batch: Any) -> None:
         gb = builder(batch)
-        step(gb.images, gb.targets, gb.target_weight)
+        trainer.step(gb.images, gb.targets, gb.target_weight)
 
     return bench_loader(loader, opt, consume)
 
@@ -295,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     if not on_gpu:
         print("NOTE: CPU run: a smoke test of the script; these numbers say nothing about GPU throughput.", flush=True)
     peak = matmul_flops_per_s(device, args.matmul_n or (8192 if on_gpu else 512), 50 if on_gpu else 3)
-    print(f"measured bf16 matmul rate: {peak / 1e12:.2f} TFLOP/s", flush=True)
+    print(f"measured bf16 matmul rate: {peak / 1e12:.3g} TFLOP/s", flush=True)
 
     rows: list[Row] = []
     data_rate = float("nan")
@@ -307,32 +316,34 @@ def main(argv: list[str] | None = None) -> int:
         row.train_flops = count_flops(model, preset.input_hw, device, train=True)
         row.gmacs = row.infer_flops / 2e9
         del model
-        parts: list[tuple[str, Callable[[str, Options], float], float]] = [
-            ("train", bench_train_step, row.train_flops),
-            ("pipeline", bench_pipeline, row.train_flops),
-            ("infer", bench_inference, row.infer_flops),
+        trainer = Trainer(name, opt) if not {"train", "pipeline"} <= skip else None
+        parts: list[tuple[str, Callable[[], float], float]] = [
+            ("train", lambda: bench_train_step(trainer, opt), row.train_flops),
+            ("pipeline", lambda: bench_pipeline(trainer, opt), row.train_flops),
+            ("infer", lambda: bench_inference(name, opt), row.infer_flops),
         ]
         for part, fn, flops in parts:
             if part in skip:
                 continue
-            rate = fn(name, opt)
+            rate = fn()
             row.results[part] = rate
             row.results[f"{part}_mfu"] = rate * flops / peak
-            print(f"{name}: {part} {rate:,.1f} samples/s, MFU {100 * rate * flops / peak:.1f}%", flush=True)
-            if on_gpu:
-                torch.cuda.empty_cache()
+            print(f"{name}: {part} {fmt_rate(rate)} samples/s, MFU {100 * rate * flops / peak:.1f}%", flush=True)
+        del trainer
+        if on_gpu:
+            torch.cuda.empty_cache()
         if "data" not in skip and math.isnan(data_rate):
             data_rate = bench_data_only(name, opt)
             print(f"data path alone (workers + GPU batch builder, {preset.input_hw[0]}x{preset.input_hw[1]}): "
-                  f"{data_rate:,.1f} samples/s", flush=True)  # fmt: skip
+                  f"{fmt_rate(data_rate)} samples/s", flush=True)  # fmt: skip
         rows.append(row)
 
-    def cell(row: Row, key: str, fmt: str = "{:,.0f}") -> str:
+    def cell(row: Row, key: str, fmt: str = "") -> str:
         v = row.results.get(key)
-        return "-" if v is None else fmt.format(v)
+        return "-" if v is None else (fmt.format(v) if fmt else fmt_rate(v))
 
     print()
-    print(f"device: {dev_name}; bf16 matmul {peak / 1e12:.1f} TFLOP/s; batch {opt.batch}, inference batch {opt.infer_batch}")
+    print(f"device: {dev_name}; bf16 matmul {peak / 1e12:.3g} TFLOP/s; batch {opt.batch}, inference batch {opt.infer_batch}")
     print("| model | params (M) | GMACs | train step (samples/s) | MFU | full pipeline (samples/s) | MFU | inference bf16 (crops/s) | MFU |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -340,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
               f"| {cell(r, 'pipeline')} | {cell(r, 'pipeline_mfu', '{:.1%}')} | {cell(r, 'infer')} "
               f"| {cell(r, 'infer_mfu', '{:.1%}')} |")  # fmt: skip
     if not math.isnan(data_rate):
-        print(f"data path alone: {data_rate:,.0f} samples/s")
+        print(f"data path alone: {fmt_rate(data_rate)} samples/s")
     if args.json_out is not None:
         from hsrpose.utils.io import atomic_write_json
 

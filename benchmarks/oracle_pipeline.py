@@ -43,7 +43,7 @@ from hsrpose.data.imageio import read_image_bgr
 from hsrpose.data.keypoints import COCO_KEYPOINTS, KeypointInfo
 from hsrpose.evaluation.cocoeval import score_results
 from hsrpose.inference.detectors import clip_boxes_xywh
-from hsrpose.inference.pipeline import PoseEstimator, _normalise, make_crops
+from hsrpose.inference.pipeline import PoseEstimator, normalise_crops, make_crops
 from hsrpose.inference.topdown import flip_images
 
 
@@ -67,7 +67,7 @@ class OracleBackend:
     def register(self, image_bgr: np.ndarray, boxes_xywh: np.ndarray, keypoints: np.ndarray, padding: float, flip: bool) -> None:
         """Remember the heatmaps of the crops of ``boxes_xywh`` (keypoints (N,K,3) image px + COCO v)."""
         crops = make_crops(image_bgr, boxes_xywh, self.input_hw, padding)
-        inputs = _normalise(crops.images, None)
+        inputs = normalise_crops(crops.images, None)
         flip_index = self.keypoint_info.flip_index
         for x, m, kp in zip(inputs, crops.M, keypoints):
             hm, _ = self.codec.encode(apply_affine(kp[:, :2], m), kp[:, 2])

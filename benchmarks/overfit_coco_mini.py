@@ -2,12 +2,12 @@
 
 Trains a small preset on the 86 keypoint-annotated persons of coco-mini (80
 COCO train2017 images) without augmentation and evaluates on the same images
-with ground-truth boxes and the full protocol (flip test, rescoring, OKS-NMS,
-COCOeval). Prints the AP after every validation, the first epoch/step where AP
+with ground-truth boxes and the protocol's decoding, rescoring, OKS-NMS and
+COCOeval -- without the flip test (see below). Prints the AP after every validation, the first epoch/step where AP
 exceeds the target, and the wall time.
 
     .venv/bin/python benchmarks/overfit_coco_mini.py               # defaults below
-    .venv/bin/python benchmarks/overfit_coco_mini.py --epochs 60 --lr 2e-3
+    .venv/bin/python benchmarks/overfit_coco_mini.py --epochs 60 --lr 2e-3 eval.flip_test=true
 
 Runs on CPU (a GPU is used when present: device=auto).
 """
@@ -36,10 +36,10 @@ def find_coco_mini() -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="hsrnet_tiny_128x96")
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--eval-interval", type=int, default=5)
+    ap.add_argument("--eval-interval", type=int, default=10)
     ap.add_argument("--target", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="run directory (default: a temporary one)")
@@ -63,6 +63,10 @@ def main() -> int:
             f"data.val_images={root / 'train2017'}",
             "data.num_workers=0",
             "eval.num_workers=0",
+            # No flip test: trained without flip augmentation, the mirrored crops are unseen
+            # images, and averaging with them measures generalisation, not the overfit
+            # (the same run scores about 0.08 AP less with the flip test).
+            "eval.flip_test=false",
             "augment.enabled=false",
             f"optim.lr={args.lr}",
             f"optim.batch_size={args.batch}",
@@ -80,7 +84,7 @@ def main() -> int:
     result = train(cfg)
     wall = time.perf_counter() - t0
 
-    print(f"preset {cfg.preset}, 86 instances, no augmentation, Adam lr {cfg.optim.lr}, batch {cfg.optim.batch_size}, "
+    print(f"preset {cfg.preset}, coco-mini train (every keypoint-labelled person), no augmentation, Adam lr {cfg.optim.lr}, batch {cfg.optim.batch_size}, "
           f"{cfg.optim.epochs} epochs, lr x0.1 after epoch {cfg.optim.milestones}")  # fmt: skip
     first = None
     for r in result.history:

@@ -17,6 +17,7 @@ from hsrpose.inference.detectors import (
     HogPersonDetector,
     PersonDetector,
     UltralyticsDetector,
+    YoloOnnxDetector,
     box_iou_xywh,
     build_detector,
     clip_boxes_xywh,
@@ -293,3 +294,71 @@ def test_ultralytics_yolo_on_real_images(coco_mini: Path) -> None:
             found += int((box_iou_xywh(g, boxes).max(axis=1) >= 0.5).sum())
         total += len(g)
     assert total > 0 and found / total >= 0.6
+
+
+# ----------------------------------------------------------------------------- (c') YOLO exported to ONNX
+
+
+def _write_yolo_like_onnx(path: Path, rows: np.ndarray, input_hw: tuple[int, int], names: str = "{0: 'person'}") -> None:
+    """An ONNX graph with Ultralytics' interface: images (1,3,H,W) -> output0 (1, C, N) = ``rows.T`` (+ 0 x input)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    const = numpy_helper.from_array(np.ascontiguousarray(rows.T[None], dtype=np.float32), "rows")
+    zero = numpy_helper.from_array(np.zeros((1,), np.float32), "zero")
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+        helper.make_node("Add", ["rows", "nothing"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "yolo_like",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *input_hw])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, rows.shape[1], rows.shape[0]])],
+        initializer=[const, zero],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"names": names, "end2end": "False", "imgsz": str(list(input_hw))})
+    onnx.save(model, str(path))
+
+
+def test_yolo_onnx_detector_decoding(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    # rows: cx, cy, w, h (input px of the 64x64 letterboxed input), person score, 51 keypoint numbers
+    rows = np.zeros((4, 56), np.float32)
+    rows[0, :5] = [32, 32, 16, 16, 0.9]
+    rows[1, :5] = [33, 32, 16, 16, 0.8]  # overlaps row 0: removed by NMS
+    rows[2, :5] = [10, 40, 8, 8, 0.1]  # below conf 0.25
+    rows[3, :5] = [60, 40, 20, 8, 0.5]  # runs past the right border: clipped
+    path = tmp_path / "yolo_like.onnx"
+    _write_yolo_like_onnx(path, rows, (64, 64))
+    det = build_detector(f"yolo:{path}")
+    assert isinstance(det, YoloOnnxDetector) and det.input_hw == (64, 64)
+    # a 32x64 (h x w) image: scale 1, centred with 16 rows of padding on top
+    boxes, scores = det(np.zeros((32, 64, 3), np.uint8))
+    np.testing.assert_allclose(scores, [0.9, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(boxes, [[24, 8, 16, 16], [50, 20, 14, 8]], atol=1e-4)
+    # a 64x128 image: scale 0.5 -> boxes twice as large
+    boxes, _ = det(np.zeros((64, 128, 3), np.uint8))
+    np.testing.assert_allclose(boxes[0], [48, 16, 32, 32], atol=1e-4)
+    _write_yolo_like_onnx(path, rows, (64, 64), names="{0: 'cat'}")
+    with pytest.raises(HsrposeError, match="not 'person'"):
+        YoloOnnxDetector(path)
+
+
+def test_yolo_onnx_detector_matches_ultralytics(coco_mini: Path, tmp_path: Path) -> None:
+    """The onnxruntime path gives Ultralytics' own boxes for its own ONNX export (runs where ultralytics imports)."""
+    weights = _yolo_pose_weights()
+    from ultralytics import YOLO
+
+    pt = tmp_path / weights.name
+    pt.write_bytes(weights.read_bytes())
+    onnx_path = Path(YOLO(str(pt)).export(format="onnx", imgsz=640))
+    ours, theirs = YoloOnnxDetector(onnx_path), UltralyticsDetector(onnx_path)
+    for name in ("000000433998.jpg", "000000488571.jpg"):
+        image = cv2.imread(str(coco_mini / "train2017" / name))
+        (b1, s1), (b2, s2) = ours(image), theirs(image)
+        assert len(b1) == len(b2) > 0
+        np.testing.assert_allclose(b1, b2, atol=0.5)
+        np.testing.assert_allclose(s1, s2, atol=1e-3)

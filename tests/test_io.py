@@ -20,6 +20,10 @@ def test_write_and_replace(tmp_path: Path) -> None:
     atomic_write_json(p, {"a": 2})
     assert json.loads(p.read_text()) == {"a": 2}
     assert [f.name for f in p.parent.iterdir()] == ["r.json"]  # no temp files left
+    # same permissions as a plain open() would give, not mkstemp's 0600
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_exception_keeps_old_file(tmp_path: Path) -> None:

@@ -137,8 +137,6 @@ def test_torch_backend_batches_images_and_paths(tiny_weights: Path, tmp_path: Pa
 
 
 def test_from_model_and_keypoint_count_mismatch(tiny_weights: Path) -> None:
-    import torch
-
     from hsrpose.models import create_model
 
     model = create_model(TINY)
@@ -152,7 +150,6 @@ def test_from_model_and_keypoint_count_mismatch(tiny_weights: Path) -> None:
     # weights of 17 keypoints with a configuration of 5: clear error at construction
     with pytest.raises(CheckpointError, match="17 keypoints but the configuration has 5"):
         PoseEstimator(tiny_weights, detector=None, keypoint_info=FIVE)
-    assert isinstance(torch.zeros(1), torch.Tensor)
 
 
 def test_no_person_odd_and_huge_images() -> None:
@@ -237,19 +234,29 @@ def test_cli_predict_folder(tiny_weights: Path, tmp_path: Path, capsys: pytest.C
     assert cv2.imread(str(out / "vis" / "000000000011.jpg")).shape == (120, 160, 3)
 
 
-def test_cli_predict_video(tiny_weights: Path, tmp_path: Path) -> None:
-    video = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 64))
+def test_cli_predict_video_with_a_broken_frame(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 64))
     assert writer.isOpened()
-    for i in range(5):
-        writer.write(np.full((64, 96, 3), 40 * i, np.uint8))
+    for i in range(6):
+        writer.write(np.random.default_rng(i).integers(0, 255, (64, 96, 3), dtype=np.uint8))
     writer.release()
-    dets = tmp_path / "dets.json"  # precomputed boxes for frames 1 and 3
+    # wipe the start of frame 2's JPEG (its SOI marker): that frame no longer decodes
+    data = bytearray(video.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    assert len(starts) == 6
+    data[starts[2] : starts[2] + 400] = bytes(400)
+    video.write_bytes(bytes(data))
+    dets = tmp_path / "dets.json"  # precomputed boxes for frames 1 and 3, keyed by frame index
     dets.write_text(json.dumps([{"image_id": f, "category_id": 1, "bbox": [10, 5, 30, 50], "score": 0.8} for f in (1, 3)]))
     out = tmp_path / "out"
-    rc = cli_main(["predict", str(video), "--weights", str(tiny_weights), "--detector", f"coco:{dets}", "--out", str(out), "--frames-per-batch", "2", "--no-flip"])
-    assert rc == 0
+    argv = ["predict", str(video), "--weights", str(tiny_weights), "--detector", f"coco:{dets}", "--out", str(out), "--frames-per-batch", "2", "--no-flip"]
+    assert cli_main(argv) == 0
+    captured = capsys.readouterr()
+    assert "video frame 2 could not be decoded; skipped" in captured.err
+    assert "5 frames, 1 unreadable skipped, 2 people" in captured.out
     assert sorted(r["image_id"] for r in json.loads((out / "results.json").read_text())) == [1, 3]
+    assert [im["id"] for im in json.loads((out / "images.json").read_text())] == [0, 1, 3, 4, 5]
     cap = cv2.VideoCapture(str(out / "clip_pose.mp4"))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (96, 64)

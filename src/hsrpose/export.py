@@ -32,10 +32,10 @@ its constants) without them.
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,8 +51,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET", "export_onnx", "onnx_parity", "describe"]
 
 DEFAULT_OPSET = 17
-# 11: ConvTranspose/Resize semantics as used; 20: the TorchScript exporter's maximum in torch 2.13.
-MIN_OPSET = 11
+# The TorchScript exporter's range in torch 2.13 (7..20); every opset in it exports these models
+# (Conv, ConvTranspose, BN folded into Conv, Relu, Add, Mul, ReduceMean, Sigmoid, Split/Slice, Concat, MaxPool).
+MIN_OPSET = 7
 MAX_OPSET = 20
 
 INPUT_NAME = "images"
@@ -123,6 +124,8 @@ def export_onnx(
             axes_in.update({2: "height", 3: "width"})
             axes_out.update({2: "heatmap_height", 3: "heatmap_width"})
         buffer = io.BytesIO()
+        # torch < 2.5 has no ``dynamo`` argument (and only the TorchScript exporter); from 2.9 on it defaults to True.
+        legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
         with warnings.catch_warnings():
             # The legacy exporter is chosen on purpose (module docstring); its deprecation notice is noise here.
             warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -132,7 +135,7 @@ def export_onnx(
                     model,
                     (example,),
                     buffer,
-                    dynamo=False,
+                    **legacy,
                     opset_version=opset,
                     input_names=[INPUT_NAME],
                     output_names=[OUTPUT_NAME],

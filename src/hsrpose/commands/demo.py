@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -36,23 +37,24 @@ class DemoSettings:
     """One demo configuration (the defaults of ``hsrpose demo``; ``--quick`` has its own)."""
 
     preset: str = "hsrnet_tiny_128x96"
-    train_images: int = 800
+    train_images: int = 1000
     val_images: int = 100
     image_hw: tuple[int, int] = (240, 320)
-    epochs: int = 14
-    milestones: tuple[int, ...] = (10, 13)
+    epochs: int = 25
+    milestones: tuple[int, ...] = (20,)
     lr: float = 2e-3
     batch_size: int = 32
-    eval_interval: int = 2
+    eval_interval: int = 5
     num_workers: int = 1
     threads: int = 2
     draw_images: int = 6
+    draw_scale: int = 2
 
 
 FULL = DemoSettings()
 QUICK = DemoSettings(
     train_images=24, val_images=4, image_hw=(128, 160), epochs=1, milestones=(), batch_size=16,
-    eval_interval=1, num_workers=0, threads=1, draw_images=2,
+    eval_interval=1, num_workers=0, threads=1, draw_images=2, draw_scale=1,
 )  # fmt: skip
 
 # What the demo creates under --out; --force removes exactly these, nothing else.
@@ -72,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help=f"data loader worker processes (default {FULL.num_workers})")
     parser.add_argument("--threads", type=int, default=None, help=f"torch CPU threads (default {FULL.threads})")
     parser.add_argument("--device", default="cpu", help="torch device for training and inference (default cpu)")
+    parser.add_argument("--detector", choices=("annotations", "hog"), default="annotations",
+                        help="person boxes for the drawn predictions: the validation annotations' boxes (default), "
+                             "or OpenCV's HOG people detector (made for photos; finds few stick figures)")  # fmt: skip
 
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:
@@ -117,6 +122,24 @@ def _gt_boxes_as_detections(ann_file: Path, out_file: Path) -> dict[str, int]:
     return {im["file_name"]: int(im["id"]) for im in data["images"]}
 
 
+def _draw_enlarged(image: Any, poses: list[Any], keypoint_info: Any, scale: int) -> Any:
+    """Draw ``poses`` (image px) on ``image`` enlarged ``scale`` times, so that small synthetic
+    images show readable skeletons; keypoints with a score below 0.2 are left out."""
+    import cv2
+
+    from hsrpose.vis import draw_poses
+
+    big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) if scale != 1 else image
+    # Pixel centres sit at integer coordinates: x -> scale * x + (scale - 1) / 2.
+    shift = (scale - 1) / 2.0
+    scaled = [
+        {"keypoints": p.keypoints * scale + shift, "keypoint_scores": p.keypoint_scores,
+         "box_xywh": p.box_xywh * scale + [shift, shift, 0, 0], "score": p.score}
+        for p in poses
+    ]  # fmt: skip
+    return draw_poses(big, scaled, keypoint_info, kpt_thr=0.2)
+
+
 def _tile(images: list[Any], cols: int) -> Any:
     """Images of equal size (H,W,3) -> one grid image, padded with black cells."""
     import numpy as np
@@ -131,6 +154,11 @@ def _tile(images: list[Any], cols: int) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    # OpenMP threads that spin while waiting for work make two torch threads plus a data
+    # worker on two cores (or any busy machine) many times slower; sleeping waiters cost
+    # little. Only takes effect if torch is not imported yet (the normal CLI case).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import cv2
     import torch
 
     from hsrpose.codec import HeatmapCodec
@@ -146,7 +174,6 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.inference.pipeline import PoseEstimator
     from hsrpose.models.weights import load_pose_model
     from hsrpose.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-    from hsrpose.vis import draw_poses
 
     s = settings_from_args(args)
     out: Path = args.out
@@ -192,12 +219,11 @@ def run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     det_file = out / "data" / "val" / "boxes_from_annotations.json"
     file_names = _gt_boxes_as_detections(val_ann, det_file)
-    estimator = PoseEstimator(weights, detector=CocoResultsDetector(det_file, file_names=file_names), device=args.device)
+    detector = CocoResultsDetector(det_file, file_names=file_names) if args.detector == "annotations" else "hog"
+    estimator = PoseEstimator(weights, detector=detector, device=args.device)
     names = sorted(file_names)[: s.draw_images]
     poses = estimator.predict_batch([val_images / n for n in names], image_keys=names)
-    import cv2
-
-    drawn = [draw_poses(cv2.imread(str(val_images / n)), p, estimator.keypoint_info, kpt_thr=0.2) for n, p in zip(names, poses)]
+    drawn = [_draw_enlarged(cv2.imread(str(val_images / n)), p, estimator.keypoint_info, s.draw_scale) for n, p in zip(names, poses)]
     ok, png = cv2.imencode(".png", _tile(drawn, cols=min(3, len(drawn))))
     if not ok:
         raise HsrposeError("OpenCV could not encode the predictions image")
@@ -207,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
     timings["cpu_s"] = time.process_time() - cpu_start  # this process only (data workers not counted)
 
     # 5. summary
+    box_source = "boxes from the annotations" if args.detector == "annotations" else "boxes from the HOG detector"
     atomic_write_json(out / "metrics.json", {
         "boxes": "ground truth", "flip_test": True, "weights": str(weights), **metrics,
         "timings": timings, "settings": config_to_dict(s),
@@ -225,10 +252,11 @@ def run(args: argparse.Namespace) -> int:
         f"trained weights:         {weights}  (best validation AP {result.best_ap:.3f} at epoch {result.best_epoch})",
         f"training curves:         {curves}",
         f"training log:            {result.run_dir / 'metrics.jsonl'}",
-        f"predictions drawn:       {out / 'predictions.png'}  ({len(names)} validation images; boxes from the annotations)",
+        f"predictions drawn:       {out / 'predictions.png'}  ({len(names)} validation images; {box_source})",
         f"metrics:                 {out / 'metrics.json'}",
         "",
-        "Next: hsrpose predict --help (your own images), hsrpose train --help (real data).",
+        f"Next: hsrpose predict IMAGE_OR_FOLDER --weights {weights} --out OUT_DIR (your images; HOG person boxes),",
+        "      hsrpose train --help (real data).",
     ]
     summary = "\n".join(lines) + "\n"
     atomic_write_text(out / "summary.txt", summary)

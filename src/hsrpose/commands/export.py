@@ -15,10 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hsrpose.export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
     parser.add_argument("--weights", required=True, help="hsrpose weights (.pth / .safetensors) or training checkpoint")
-    parser.add_argument("--format", default="onnx", choices=["onnx"], help="output format (only onnx; see docs)")
+    parser.add_argument(
+        "--format", default="onnx", choices=["onnx"], help="output format (no TorchScript: torch.jit is deprecated)"
+    )
     parser.add_argument("--out", required=True, help="output file, e.g. model.onnx (written atomically)")
     parser.add_argument(
-        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})"
+        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset {MIN_OPSET}..{MAX_OPSET}, default {DEFAULT_OPSET}"
     )
     parser.add_argument(
         "--dynamic-size",

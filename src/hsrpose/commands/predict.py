@@ -21,7 +21,10 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hsrpose.inference.pipeline import PoseEstimator
 
 HELP = "run pose estimation on images, folders or videos"
 
@@ -52,9 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
-    from tqdm import tqdm
-
     from hsrpose.errors import HsrposeError
     from hsrpose.inference.detectors import build_detector
     from hsrpose.inference.pipeline import PoseEstimator
@@ -73,18 +73,19 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights, detector=None, device=args.device, backend=backend, flip_test=not args.no_flip,
         batch_size=args.batch_size, keypoint_info=keypoint_info, box_score_thr=args.det_thr,
     )  # fmt: skip
-    # built after the weights were checked (a wrong model is the more basic error); the
-    # annotation file's names let a coco: detector find the image ids of file names
+    # Built after the weights were checked (a wrong model is the more basic error) and
+    # before any image is read (a bad detector spec fails at once); the annotation file's
+    # names let a coco: detector find the image ids of file names.
     estimator.detector = build_detector(args.detector, device=args.device, file_names=file_ids or None)
 
     results: list[dict[str, Any]] = []
     images_meta: list[dict[str, Any]] = []
     if src.is_file() and src.suffix.lower() in VIDEO_EXTS:
-        n_ok, n_bad = _run_video(src, out, estimator, args, results, images_meta, tqdm, cv2)
+        n_ok, n_bad = _run_video(src, out, estimator, args, results, images_meta)
         unit = "frames"
     else:
         files = _list_images(src)
-        n_ok, n_bad = _run_images(files, out, estimator, args, file_ids, results, images_meta, tqdm, cv2)
+        n_ok, n_bad = _run_images(files, out, estimator, args, file_ids, results, images_meta)
         unit = "images"
     atomic_write_json(out / "results.json", results)
     atomic_write_json(out / "images.json", images_meta)
@@ -130,11 +131,20 @@ def _image_id(path: Path, index: int, file_ids: dict[str, int]) -> int:
     return int(path.stem) if path.stem.isdigit() else index + 1
 
 
-def _report(tqdm: Any, msg: str) -> None:
+def _report(msg: str) -> None:
+    from tqdm import tqdm
+
     tqdm.write(f"hsrpose predict: warning: {msg}", file=sys.stderr)
 
 
-def _run_images(files, out, estimator, args, file_ids, results, images_meta, tqdm, cv2) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _run_images(
+    files: list[Path], out: Path, estimator: "PoseEstimator", args: argparse.Namespace, file_ids: dict[str, int],
+    results: list[dict[str, Any]], images_meta: list[dict[str, Any]],
+) -> tuple[int, int]:  # fmt: skip
+    """Images one by one; returns (images done, images skipped)."""
+    import cv2
+    from tqdm import tqdm
+
     from hsrpose.data.imageio import read_image_bgr
     from hsrpose.errors import HsrposeError
     from hsrpose.utils.io import atomic_write_bytes
@@ -146,7 +156,7 @@ def _run_images(files, out, estimator, args, file_ids, results, images_meta, tqd
         try:
             image = read_image_bgr(path)
         except HsrposeError as e:
-            _report(tqdm, f"{e}; skipped")
+            _report(f"{e}; skipped")
             n_bad += 1
             continue
         image_id = _image_id(path, index, file_ids)
@@ -166,7 +176,7 @@ def _run_images(files, out, estimator, args, file_ids, results, images_meta, tqd
     return n_ok, n_bad
 
 
-def _frames(cap: Any, tqdm: Any) -> Iterator[tuple[int, Any]]:
+def _frames(cap: Any) -> Iterator[tuple[int, Any]]:
     """(index, BGR frame) of a capture; an undecodable frame is reported and skipped.
 
     ``cap.read()`` returns False both at the end and on a broken frame: with a known
@@ -186,11 +196,18 @@ def _frames(cap: Any, tqdm: Any) -> Iterator[tuple[int, Any]]:
             if total <= 0 or index >= total - 1 or failures >= 25:
                 return
             failures += 1
-            _report(tqdm, f"video frame {index} could not be decoded; skipped")
+            _report(f"video frame {index} could not be decoded; skipped")
         index += 1
 
 
-def _run_video(src, out, estimator, args, results, images_meta, tqdm, cv2) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _run_video(
+    src: Path, out: Path, estimator: "PoseEstimator", args: argparse.Namespace,
+    results: list[dict[str, Any]], images_meta: list[dict[str, Any]],
+) -> tuple[int, int]:  # fmt: skip
+    """Frames in groups of ``--frames-per-batch``; returns (frames done, frames skipped)."""
+    import cv2
+    from tqdm import tqdm
+
     from hsrpose.errors import HsrposeError
     from hsrpose.vis import draw_poses
 
@@ -229,7 +246,7 @@ def _run_video(src, out, estimator, args, results, images_meta, tqdm, cv2) -> tu
     try:
         with tqdm(total=total or None, desc="predict", unit="frame", disable=None) as bar:
             last = -1
-            for index, frame in _frames(cap, tqdm):
+            for index, frame in _frames(cap):
                 n_bad += index - last - 1
                 last = index
                 batch.append((index, frame))

@@ -79,8 +79,11 @@ def run(args: argparse.Namespace) -> int:
                     flat[f"{prefix}{k}"] = v
 
         walk(config_to_dict(TrainConfig()))
-        for k in flat_keys(TrainConfig()):
-            print(f"{k}={flat[k]}")
+        import json
+
+        for k in flat_keys(TrainConfig()):  # values as they would be typed back (YAML/JSON)
+            v = flat[k]
+            print(f"{k}={v if isinstance(v, str) else json.dumps(v)}")
         return 0
     # A positional that looks like an override is one (``hsrpose train --resume --out X optim.epochs=5``).
     overrides = list(args.overrides)

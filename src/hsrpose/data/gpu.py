@@ -20,10 +20,11 @@ Equivalence with the CPU path (``geometry.warp_crop`` + ``HeatmapCodec.encode``)
 normalised coordinates, i.e. at integer pixel coordinates, exactly OpenCV's
 convention; zero padding equals ``BORDER_CONSTANT 0`` (the canvas padding is zero
 too, so padding images of different sizes to one canvas changes nothing). The
-crops differ by OpenCV's rounding to uint8 (the GPU crop stays float: at most
-about half a grey level) and its fixed-point interpolation weights; targets are
-the same Gaussians up to float32 rounding (< 1e-6). tests/test_gpu_pipeline.py
-checks both on real images.
+crops differ only by OpenCV's arithmetic: its uint8 rounding (the GPU crop stays
+float: half a grey level) and, in OpenCV 4, sampling positions quantised to 1/32 px
+(a few grey levels on sharp edges; mean 0.26, max ~5 on coco-mini); targets are the
+same Gaussians up to float32 rounding (< 1e-6). tests/test_gpu_pipeline.py checks
+both on real images.
 
 Flip: ``transforms.crop_matrix`` already folds SimpleBaseline's "flip the image,
 mirror the center, crop" into ``M``, so the warp does the flip for free; what is
@@ -68,6 +69,14 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- geometry
 
 
+def _upload(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host tensor -> ``device`` without stalling: a copy from pageable memory to a GPU waits
+    for the queued GPU work (the previous training step), one from pinned memory does not."""
+    if device.type != "cuda" or t.device.type == "cuda":
+        return t.to(device)
+    return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
+
+
 def affine_to_theta(m: torch.Tensor, image_hw: tuple[int, int], output_hw: tuple[int, int]) -> torch.Tensor:
     """Pixel affine -> ``F.affine_grid`` theta, for ``align_corners=False``.
 
@@ -110,7 +119,7 @@ def warp_crops(images: torch.Tensor, m: torch.Tensor, output_hw: tuple[int, int]
     """
     b, c, h, w = images.shape
     # theta is computed where m lives (the CPU for loader batches: no tiny GPU kernels).
-    theta = affine_to_theta(m, (h, w), output_hw).to(device=images.device, dtype=torch.float32)
+    theta = _upload(affine_to_theta(m, (h, w), output_hw).to(torch.float32), images.device)
     grid = F.affine_grid(theta, [b, c, *output_hw], align_corners=False)
     return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -133,7 +142,7 @@ def pad_to_canvas(images: Sequence[torch.Tensor], dtype: torch.dtype = torch.flo
 
 
 def keypoints_to_crop_batch(
-    keypoints: torch.Tensor, m: torch.Tensor, flipped: torch.Tensor, flip_index: Sequence[int]
+    keypoints: torch.Tensor, m: torch.Tensor, flipped: torch.Tensor, flip_index: Sequence[int] | torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched ``transforms.keypoints_to_crop``: image px -> crop px, left/right swap when flipped.
 
@@ -141,7 +150,8 @@ def keypoints_to_crop_batch(
         keypoints: (B,K,3) ``(x, y, v)`` in original (unflipped) image px.
         m: (B,2,3) image px -> crop px (flip folded in, as ``transforms.crop_matrix``).
         flipped: (B,) bool.
-        flip_index: channel permutation of a flip (``KeypointInfo.flip_index``).
+        flip_index: channel permutation of a flip (``KeypointInfo.flip_index``; a long
+            tensor already on the device saves a host->device copy).
     Returns:
         (B,K,2) float64 crop px and (B,K) bool "labelled" (``v > 0``).
     """
@@ -151,7 +161,7 @@ def keypoints_to_crop_batch(
     # the integer rounding of the Gaussian centre agrees with the CPU codec.
     xy = torch.einsum("bij,bkj->bki", m[:, :, :2], kp[..., :2]) + m[:, None, :, 2]
     labelled = kp[..., 2] > 0
-    perm = torch.as_tensor(list(flip_index), dtype=torch.long, device=kp.device)
+    perm = torch.as_tensor(flip_index, dtype=torch.long, device=kp.device)
     sel = flipped.to(device=kp.device, dtype=torch.bool)[:, None]
     xy = torch.where(sel[..., None], xy[:, perm], xy)
     labelled = torch.where(sel, labelled[:, perm], labelled)
@@ -185,41 +195,38 @@ def gaussian_targets(
     Returns:
         targets (B,K,h,w) float32 and target_weight (B,K) float32.
     """
+    # Only scalars and on-device ops here: a host->device copy would stall the stream.
     dev = keypoints_crop.device
-    h, w = heatmap_hw
-    stride = torch.tensor(
-        [input_hw[1] / heatmap_hw[1], input_hw[0] / heatmap_hw[0]], dtype=torch.float64, device=dev
-    )
     kp = keypoints_crop.to(torch.float64)
     finite = torch.isfinite(kp).all(dim=-1)
     kp = torch.where(finite[..., None], kp, torch.zeros_like(kp))
     radius = sigma * 3.0
-    limits = torch.tensor([w, h], dtype=torch.float64, device=dev)
-    if dark:
-        centre = kp / stride
-        inside = ((centre - radius < limits) & (centre + radius >= 0)).all(dim=-1)
-        lo = torch.full_like(centre, -np.inf)
-        hi = torch.full_like(centre, np.inf)
-    else:
-        mu = torch.trunc(kp / stride + 0.5)  # python int() of a float
-        lo = torch.trunc(mu - radius)  # window [lo, hi) in heatmap px
-        hi = torch.trunc(mu + radius + 1.0)
-        size = 2.0 * radius + 1.0
-        # np.arange(0, size) has ceil(size) cells; the reference's slices stop there.
-        hi = torch.minimum(hi, lo + float(np.ceil(size)))
-        centre = lo + float(size // 2)
-        inside = ((lo < limits) & (hi >= 0)).all(dim=-1)
-    weight = (labelled.to(dev) & finite & inside).to(torch.float32)
-
-    def axis(n: int, d: int) -> torch.Tensor:
-        # (B,K,n) 1-D Gaussian along axis d (0 = x, 1 = y), zero outside the window.
+    size = 2.0 * radius + 1.0
+    inside = finite
+    gauss = []
+    # axis 0 = x (heatmap width), 1 = y; the stride per axis as the codec's (input / heatmap).
+    for d, (n, n_in) in enumerate([(heatmap_hw[1], input_hw[1]), (heatmap_hw[0], input_hw[0])]):
+        c = kp[..., d] / (n_in / n)
         coords = torch.arange(n, dtype=torch.float64, device=dev)
-        in_win = (coords >= lo[..., d, None]) & (coords < hi[..., d, None])
-        g = torch.exp(-((coords - centre[..., d, None]) ** 2) / (2.0 * sigma**2))
-        return torch.where(in_win, g, torch.zeros((), dtype=torch.float64, device=dev)).to(torch.float32)
-
-    gx = axis(w, 0)
-    gy = axis(h, 1)
+        if dark:
+            centre = c
+            inside = inside & (c - radius < n) & (c + radius >= 0)
+            in_win = None
+        else:
+            mu = torch.trunc(c + 0.5)  # python int() of a float
+            lo = torch.trunc(mu - radius)  # window [lo, br) in heatmap px
+            br = torch.trunc(mu + radius + 1.0)
+            inside = inside & (lo < n) & (br >= 0)
+            # np.arange(0, size) has ceil(size) cells; the reference's slices stop there.
+            hi = torch.minimum(br, lo + float(np.ceil(size)))
+            centre = lo + float(size // 2)
+            in_win = (coords >= lo[..., None]) & (coords < hi[..., None])
+        g = torch.exp(-((coords - centre[..., None]) ** 2) / (2.0 * sigma**2))  # (B,K,n)
+        if in_win is not None:
+            g = torch.where(in_win, g, 0.0)
+        gauss.append(g.to(torch.float32))
+    weight = (labelled.to(dev) & inside).to(torch.float32)
+    gx, gy = gauss
     targets = gy[..., :, None] * gx[..., None, :] * weight[..., None, None]
     return targets, weight
 
@@ -449,6 +456,20 @@ def build_gpu_loader(
 # --------------------------------------------------------------------------- device side
 
 
+def _canvas_chunks(sizes_hw: Sequence[tuple[int, int]], max_bytes: int) -> list[tuple[int, int]]:
+    """Split samples ``[0, n)`` into consecutive ``[lo, hi)`` runs whose float32 3-channel canvas fits ``max_bytes``."""
+    chunks: list[tuple[int, int]] = []
+    lo, h, w = 0, 0, 0
+    for i, (hi_h, hi_w) in enumerate(sizes_hw):
+        nh, nw = max(h, hi_h), max(w, hi_w)
+        if i > lo and (i - lo + 1) * 3 * nh * nw * 4 > max_bytes:
+            chunks.append((lo, i))
+            lo, nh, nw = i, hi_h, hi_w
+        h, w = nh, nw
+    chunks.append((lo, len(sizes_hw)))
+    return chunks
+
+
 @dataclass
 class GpuBatch:
     """A training batch on the builder's device.
@@ -492,6 +513,7 @@ class GpuBatchBuilder:
         self.heatmap_hw = codec.heatmap_hw
         self.flip_index = list(flip_index)
         self.device = torch.device(device)
+        self._flip_perm = torch.tensor(self.flip_index, dtype=torch.long, device=self.device)
         self.channels_last = channels_last
         self.gpu_decode = (gpu_decode_available() and self.device.type == "cuda") if gpu_decode is None else gpu_decode
         # (x/255 - mean)/std folded into one multiply-add per pixel.
@@ -500,6 +522,9 @@ class GpuBatchBuilder:
         self._scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(self.device)
         self._shift = (-mean / std).view(1, 3, 1, 1).to(self.device)
         self.bad_images = 0  # samples dropped here (undecodable image), for the logs
+        # One float32 canvas holds the whole batch (~1.3 GB for 256 COCO images); batches of
+        # bigger images are warped in several canvases instead.
+        self.max_canvas_bytes = 2 << 30
 
     def images_on_device(self, batch: dict[str, Any]) -> list[torch.Tensor | None]:
         """(3,H,W) uint8 RGB per sample on the device; None for invalid / undecodable samples."""
@@ -509,7 +534,7 @@ class GpuBatchBuilder:
         encoded = [i for i, d in enumerate(data) if valid[i] and d.ndim == 1]
         for i, d in enumerate(data):
             if valid[i] and d.ndim == 3:  # decoded in the worker: (H,W,3) BGR
-                out[i] = d.to(self.device, non_blocking=True).permute(2, 0, 1).flip(0)
+                out[i] = _upload(d, self.device).permute(2, 0, 1).flip(0)
         for i, im in zip(encoded, decode_jpegs([data[i] for i in encoded], self.device, self.gpu_decode)):
             want = tuple(int(v) for v in batch["image_hw"][i])
             if im is None or tuple(im.shape[1:]) != want:
@@ -529,18 +554,23 @@ class GpuBatchBuilder:
         ims = self.images_on_device(batch)
         ok = torch.tensor([im is not None for im in ims], dtype=torch.bool)
         blank = torch.zeros((3, 1, 1), dtype=torch.uint8, device=self.device)
-        canvas = pad_to_canvas([im if im is not None else blank for im in ims], dtype=torch.float32)
-        return warp_crops(canvas, batch["M"], self.input_hw), ok
+        ims = [im if im is not None else blank for im in ims]
+        out = []
+        for lo, hi in _canvas_chunks([tuple(im.shape[1:]) for im in ims], self.max_canvas_bytes):
+            canvas = pad_to_canvas(ims[lo:hi], dtype=torch.float32)
+            out.append(warp_crops(canvas, batch["M"][lo:hi], self.input_hw))
+        return (out[0] if len(out) == 1 else torch.cat(out)), ok
 
     def __call__(self, batch: dict[str, Any]) -> GpuBatch:
         crops, ok = self.crops(batch)
         images = crops * self._scale + self._shift
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        valid = ok.to(self.device)
-        kp = batch["keypoints"].to(self.device, non_blocking=True)
-        m = batch["M"].to(self.device, dtype=torch.float64, non_blocking=True)
-        xy, labelled = keypoints_to_crop_batch(kp, m, batch["flipped"].to(self.device), self.flip_index)
+        valid = _upload(ok, self.device)
+        kp = _upload(batch["keypoints"], self.device)
+        m = _upload(batch["M"], self.device)
+        flipped = _upload(batch["flipped"], self.device)
+        xy, labelled = keypoints_to_crop_batch(kp, m, flipped, self._flip_perm)
         targets, weight = gaussian_targets(
             xy, labelled & valid[:, None], self.input_hw, self.heatmap_hw, self.codec.sigma, self.codec.dark
         )

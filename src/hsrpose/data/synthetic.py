@@ -17,7 +17,9 @@ Visibility flags are computed from what is drawn: a per-pixel owner map records
 which figure (or occluder) painted each pixel last. A keypoint is ``v=2`` when
 its pixel belongs to its own figure, ``v=1`` when a later figure or an occluder
 covers it, and ``v=0`` with ``x = y = 0`` when it lies outside the image (COCO's
-convention). Boxes are the figure's full drawn extent (before occlusion by
+convention). A figure's own parts count as its own (as COCO annotators mostly
+label self-overlap visible); the drawing order keeps that honest: joint discs go
+over the limbs, and hands, shoes and face over everything else of the figure. Boxes are the figure's full drawn extent (before occlusion by
 others) clipped to the image; ``area`` is the pixel count of that mask, the
 quantity COCO's OKS uses as the squared object scale.
 
@@ -271,34 +273,44 @@ def _draw_figure_on(canvases: Iterable[tuple[np.ndarray, Any]], fig: Figure) -> 
     """Draw ``fig`` on each ``(array, paint)`` pair; ``paint(part_color)`` gives that array's value.
 
     The same primitives paint the colour image, the owner map and the figure's own
-    mask, so the three agree pixel for pixel.
+    mask, so the three agree (up to the anti-aliased fringe of limbs in the colour image).
     """
     kp = fig.keypoints
     lw = fig.limb_width
     jr = max(2, lw // 2 + 1)  # joint disc radius: the keypoint's own pixel is always painted
     torso = np.array([_pt(kp[i]) for i in (L_SHO, R_SHO, R_HIP, L_HIP)], dtype=np.int32)
+    chains = ((L_HIP, L_KNE, L_ANK, "left"), (R_HIP, R_KNE, R_ANK, "right"),
+              (L_SHO, L_ELB, L_WRI, "left"), (R_SHO, R_ELB, R_WRI, "right"))  # fmt: skip
+    hr = max(2, int(round(fig.head_radius)))
+    fr = max(1, int(round(0.2 * fig.head_radius)))
     for img, paint in canvases:
+        line_type = cv2.LINE_AA if img.ndim == 3 else cv2.LINE_8
         cv2.fillConvexPoly(img, torso, paint(fig.colors["torso"]))
         cv2.polylines(img, [torso], True, paint(_shade(fig.colors["torso"], 0.6)), max(1, lw // 2))
-        # Legs, then arms (in front of the torso); upper segments lighter than lower ones.
-        for side in ("left", "right"):
+        # Limbs (legs, then arms in front), upper segments lighter than lower ones; then the
+        # joint discs on top, so that shoulders, elbows, hips and knees stay visible.
+        for a, b, e, side in chains:
             c = fig.colors[side]
-            chains = ((L_HIP, L_KNE, L_ANK), (L_SHO, L_ELB, L_WRI)) if side == "left" else ((R_HIP, R_KNE, R_ANK), (R_SHO, R_ELB, R_WRI))
-            for a, b, e in chains:
-                cv2.line(img, _pt(kp[a]), _pt(kp[b]), paint(c), lw, cv2.LINE_AA if img.ndim == 3 else cv2.LINE_8)
-                cv2.line(img, _pt(kp[b]), _pt(kp[e]), paint(_shade(c, 0.7)), lw, cv2.LINE_AA if img.ndim == 3 else cv2.LINE_8)
-                for j in (a, b, e):
-                    cv2.circle(img, _pt(kp[j]), jr, paint(_shade(c, 0.45)), -1)
+            cv2.line(img, _pt(kp[a]), _pt(kp[b]), paint(c), lw, line_type)
+            cv2.line(img, _pt(kp[b]), _pt(kp[e]), paint(_shade(c, 0.7)), lw, line_type)
+        for a, b, _, side in chains:
+            for j in (a, b):
+                cv2.circle(img, _pt(kp[j]), jr, paint(_shade(fig.colors[side], 0.45)), -1)
         # Head with ears, eyes and nose.
-        hr = max(2, int(round(fig.head_radius)))
         cv2.line(img, _pt((kp[L_SHO] + kp[R_SHO]) / 2), _pt(fig.head_center), paint(fig.colors["skin"]), max(2, lw))
         cv2.circle(img, _pt(fig.head_center), hr, paint(fig.colors["skin"]), -1)
-        fr = max(1, int(round(0.17 * fig.head_radius)))
         for j in (L_EAR, R_EAR):
             cv2.circle(img, _pt(kp[j]), max(2, int(round(0.25 * fig.head_radius))), paint(_shade(fig.colors["skin"], 0.7)), -1)
-        for j in (L_EYE, R_EYE):
-            cv2.circle(img, _pt(kp[j]), fr, paint(fig.colors["features"]), -1)
+        for j in (L_EYE, R_EYE):  # white eye, dark pupil: visible at small crop sizes
+            cv2.circle(img, _pt(kp[j]), fr + 1, paint((255, 255, 255)), -1)
+            cv2.circle(img, _pt(kp[j]), max(1, fr // 2), paint(fig.colors["features"]), -1)
         cv2.circle(img, _pt(kp[NOSE]), fr, paint((40, 40, 200)), -1)
+        # Hands (skin) and shoes (dark) last: the ends of the limbs, in front, as a hand
+        # raised before the face is in a photograph.
+        for _, _, e, _ in chains:
+            end_color = fig.colors["skin"] if e in (L_WRI, R_WRI) else fig.colors["features"]
+            cv2.circle(img, _pt(kp[e]), jr + 1, paint(end_color), -1)
+            cv2.circle(img, _pt(kp[e]), jr + 1, paint(_shade(end_color, 0.6)), 1)
 
 
 def _draw_occluder_on(img: np.ndarray, occ: Occluder, color: Any) -> None:

@@ -10,7 +10,7 @@ Layout (``format == "hsrpose-checkpoint"``; see docs/architecture.md)::
     epoch                            -> epochs fully done (resume starts at this epoch index)
     epoch_step                       -> optimizer steps done inside ``epoch`` (0 at epoch ends)
     step                             -> optimizer steps done in total
-    epoch_stats                      -> running sums of the current epoch (loss, samples, bad samples)
+    epoch_stats                      -> running sums of the current epoch (loss, samples; bad samples per rank)
     rng                              -> per-rank RNG states (python, numpy, torch, cuda)
     config                           -> resolved TrainConfig as a plain dict
     best_ap, best_epoch              -> best validation AP so far (-1.0 before any validation)

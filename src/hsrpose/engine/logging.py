@@ -44,7 +44,9 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 class MetricsLogger:
     """Append metrics to ``run_dir/metrics.jsonl`` and, if installed, TensorBoard."""
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True, resume_step: int | None = None) -> None:
+        """``resume_step``: the step of the checkpoint a resumed run starts from; TensorBoard
+        then hides what the killed run logged after it (``purge_step``)."""
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self.path = self.run_dir / "metrics.jsonl"
@@ -55,7 +57,8 @@ class MetricsLogger:
             except ImportError:  # tensorboard is an optional extra; JSON lines are always written
                 SummaryWriter = None  # noqa: N806
             if SummaryWriter is not None:
-                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+                purge = None if resume_step is None else resume_step + 1
+                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=purge)
 
     def truncate_after(self, step: int) -> None:
         """Drop records with ``step`` > ``step`` (written by a run killed after its last checkpoint)."""

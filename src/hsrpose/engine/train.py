@@ -7,8 +7,8 @@ callbacks on purpose (torchvision references / nanoGPT style).
 
 Reproducibility: the data order is a function of ``(seed, epoch)`` (the
 sampler), every sample's augmentation a function of ``(seed, epoch, index)``
-(TopDownDataset draws from its own per-sample generator), and the checkpoint holds every RNG state, so a run
-resumed from ``last.pth`` -- at an epoch end or, with ``checkpoint_interval``,
+(TopDownDataset draws from its own per-sample generator), and the checkpoint
+holds every RNG state, so a run resumed from ``last.pth`` -- at an epoch end or, with ``checkpoint_interval``,
 in the middle of an epoch -- takes exactly the steps an uninterrupted run takes
 (bitwise identical parameters on CPU with ``deterministic=true``).
 
@@ -53,7 +53,7 @@ from hsrpose.engine.config import TrainConfig, parse_model_kwargs
 from hsrpose.engine.logging import MetricsLogger, plot_curves, read_metrics
 from hsrpose.errors import HsrposeError
 
-__all__ = ["TrainResult", "NonFiniteLossError", "joints_mse_loss", "train", "ResumableSampler"]
+__all__ = ["TrainConfig", "TrainResult", "NonFiniteLossError", "joints_mse_loss", "train", "ResumableSampler"]
 
 KILL_AT_STEP_ENV = "HSRPOSE_TEST_KILL_AT_STEP"
 
@@ -182,7 +182,7 @@ def _make_checkpoint(
     epoch: int,
     epoch_step: int,
     step: int,
-    epoch_stats: dict[str, float],
+    epoch_stats: dict[str, Any],
     rng: list[dict[str, Any]],
     best_ap: float,
     best_epoch: int,
@@ -343,6 +343,8 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
         if info.is_main:
             print(f"pretrained {cfg.pretrained}: {len(report.missing)} missing, {len(report.unexpected)} unexpected keys", file=sys.stderr)
     if cfg.sync_bn and world > 1:
+        if device.type == "cpu":
+            raise HsrposeError("sync_bn=true needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); use freeze_bn=true or sync_bn=false")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
@@ -380,7 +382,11 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
             ema.load_state_dict(ckpt["ema"])
         start_epoch, epoch_step, step = int(ckpt["epoch"]), int(ckpt.get("epoch_step", 0)), int(ckpt["step"])
         best_ap, best_epoch = float(ckpt.get("best_ap", -1.0)), int(ckpt.get("best_epoch", 0))
-        epoch_stats = dict(ckpt.get("epoch_stats") or epoch_stats)
+        saved_stats = dict(ckpt.get("epoch_stats") or {})
+        per_rank_bad = saved_stats.pop("bad_per_rank", None)
+        epoch_stats.update(saved_stats)
+        if per_rank_bad is not None and len(per_rank_bad) == world:
+            epoch_stats["bad"] = float(per_rank_bad[info.rank])
         rngs = ckpt.get("rng") or []
         if rngs:
             restore_rng_state(rngs[info.rank] if len(rngs) == world else rngs[0])
@@ -394,7 +400,7 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
     if cfg.compile:
         train_model = torch.compile(train_model)  # type: ignore[assignment]
 
-    logger = MetricsLogger(run_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
+    logger = MetricsLogger(run_dir, enabled=info.is_main, tensorboard=cfg.tensorboard, resume_step=step if ckpt is not None else None)
     if ckpt is not None:
         logger.truncate_after(step)  # drop what a killed run logged after its last checkpoint
 
@@ -402,12 +408,14 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
         """Gather every rank's RNG state (a collective), then rank 0 writes ``name`` atomically."""
         if not _params_finite(model):
             raise NonFiniteLossError(f"parameters became non-finite by step {step}; kept the last good checkpoint")
-        rng = du.all_gather_object(capture_rng_state())
+        gathered = du.all_gather_object((capture_rng_state(), epoch_stats["bad"]))
+        rng = [g[0] for g in gathered]
+        stats = {**epoch_stats, "bad_per_rank": [g[1] for g in gathered]}  # bad-sample counts are per rank
         if info.is_main:
             ck = _make_checkpoint(
                 cfg=cfg, meta=meta, model_state=model_state if model_state is not None else _cpu_state_dict(model),
                 optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema, epoch=epoch_done,
-                epoch_step=epoch_step, step=step, epoch_stats=epoch_stats, rng=rng, best_ap=best_ap,
+                epoch_step=epoch_step, step=step, epoch_stats=stats, rng=rng, best_ap=best_ap,
                 best_epoch=best_epoch,
             )
             save_checkpoint(ck, run_dir / name)

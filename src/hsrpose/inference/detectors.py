@@ -14,11 +14,13 @@ Implementations:
   downloaded weights, always available;
 - :class:`UltralyticsDetector`  an Ultralytics YOLO model from a local ``.pt``
   file (optional extra ``hsrpose[yolo]``);
+- :class:`YoloOnnxDetector`     the same model exported to ONNX, run with
+  onnxruntime (no torch, no torchvision, no ultralytics);
 - :class:`DarknetDetector`      a darknet YOLO (the paper's YOLOv3) from its
   ``.cfg`` + ``.weights`` through OpenCV's DNN module.
 
-:func:`build_detector` turns a CLI spec (``hog``, ``yolo:PATH``, ``coco:FILE``,
-``darknet:CFG,WEIGHTS``) into one of them. No torch import at module level.
+:func:`build_detector` turns a CLI spec (``hog``, ``yolo:PATH.pt``, ``yolo:PATH.onnx``,
+``coco:FILE``, ``darknet:CFG,WEIGHTS``) into one of them. No torch import at module level.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "CocoResultsDetector",
     "HogPersonDetector",
     "UltralyticsDetector",
+    "YoloOnnxDetector",
     "DarknetDetector",
     "build_detector",
     "clip_boxes_xywh",
@@ -45,7 +48,7 @@ __all__ = [
     "DETECTOR_SPECS",
 ]
 
-DETECTOR_SPECS = "hog | yolo:MODEL.pt | coco:DETECTIONS.json | darknet:CFG,WEIGHTS"
+DETECTOR_SPECS = "hog | yolo:MODEL.pt | yolo:MODEL.onnx | coco:DETECTIONS.json | darknet:CFG,WEIGHTS"
 
 
 @runtime_checkable
@@ -279,6 +282,88 @@ class UltralyticsDetector:
         return clip_boxes_xywh(boxes, scores, image_bgr.shape[:2])
 
 
+class YoloOnnxDetector:
+    """An Ultralytics YOLO detection or pose model exported to ONNX, run with onnxruntime (no torch).
+
+    The file comes from ``yolo export model=yolo11n-pose.pt format=onnx`` (needs
+    ultralytics once, anywhere); running it needs only onnxruntime. Pre- and
+    post-processing follow Ultralytics: letterbox to the exported size (grey 114
+    border), RGB / 255; output ``(1, 4 + classes [+ keypoints], N)`` rows of
+    ``(cx, cy, w, h, class scores...)`` in input px, person = class 0; then NMS at
+    ``iou``. ``end2end`` exports (NMS inside, rows ``x1, y1, x2, y2, score, class``)
+    work too.
+    """
+
+    def __init__(self, path: str | Path, conf: float = 0.25, iou: float = 0.7) -> None:
+        import ast
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise HsrposeError(f"yolo detector: ONNX file {self.path} not found")
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise HsrposeError(f"yolo detector: running {self.path.name} needs onnxruntime (pip install onnxruntime): {e}") from None
+        try:
+            self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own exception types
+            raise HsrposeError(f"yolo detector: onnxruntime cannot load {self.path}: {e}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            names = ast.literal_eval(meta.get("names", "{0: 'person'}"))
+        except (ValueError, SyntaxError):
+            names = {}
+        if str(names.get(0, "person")).lower() != "person":
+            raise HsrposeError(f"yolo detector: {self.path}: class 0 is {names.get(0)!r}, not 'person'")
+        self.end2end = meta.get("end2end", "False") == "True"
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        h, w = inp.shape[2], inp.shape[3]
+        if not (isinstance(h, int) and isinstance(w, int)):
+            imgsz = ast.literal_eval(meta.get("imgsz", "[640, 640]"))
+            h, w = int(imgsz[0]), int(imgsz[1])
+        self.input_hw = (int(h), int(w))
+        self.conf, self.iou = float(conf), float(iou)
+
+    def _letterbox(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float, int, int]:
+        """Ultralytics' LetterBox (centred, grey 114): blob (1,3,H,W) and (ratio, left, top)."""
+        ih, iw = image_bgr.shape[:2]
+        h, w = self.input_hw
+        r = min(h / ih, w / iw)
+        nw, nh = int(round(iw * r)), int(round(ih * r))
+        dw, dh = (w - nw) / 2, (h - nh) / 2
+        top, left = int(round(dh - 0.1)), int(round(dw - 0.1))
+        canvas = np.full((h, w, 3), 114, dtype=np.uint8)
+        resized = cv2.resize(image_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nw, nh) != (iw, ih) else image_bgr
+        canvas[top : top + nh, left : left + nw] = resized
+        blob = np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        return blob, r, left, top
+
+    def __call__(self, image_bgr: np.ndarray, image_key: str | int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        blob, r, left, top = self._letterbox(image_bgr)
+        out = np.asarray(self.session.run(None, {self.input_name: blob})[0])[0]
+        if self.end2end:  # (N, 6+): x1, y1, x2, y2, score, class
+            rows = out[(out[:, 5] == 0) & (out[:, 4] >= self.conf)]
+            xyxy, scores = rows[:, :4].astype(np.float64), rows[:, 4].astype(np.float64)
+            boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+        else:  # (4 + classes [+ keypoints], N)
+            rows = out.T
+            scores = rows[:, 4].astype(np.float64)
+            keep = scores >= self.conf
+            rows, scores = rows[keep], scores[keep]
+            cx, cy, bw, bh = (rows[:, i].astype(np.float64) for i in range(4))
+            boxes = np.stack([cx - bw / 2, cy - bh / 2, bw, bh], axis=1)
+        if len(boxes) == 0:
+            return _empty()
+        boxes[:, 0] -= left
+        boxes[:, 1] -= top
+        boxes /= r
+        if not self.end2end:
+            keep = nms_xywh(boxes, scores, self.iou)
+            boxes, scores = boxes[keep], scores[keep]
+        return clip_boxes_xywh(boxes, scores, image_bgr.shape[:2])
+
+
 # ----------------------------------------------------------------------------- (d) darknet YOLO
 
 
@@ -425,6 +510,8 @@ def build_detector(spec: str | PersonDetector, device: str = "cpu", file_names: 
     if kind == "hog" and not arg:
         return HogPersonDetector()
     if kind == "yolo" and arg:
+        if arg.lower().endswith(".onnx"):
+            return YoloOnnxDetector(arg)
         return UltralyticsDetector(arg, device=device)
     if kind == "coco" and arg:
         return CocoResultsDetector(arg, file_names=file_names)

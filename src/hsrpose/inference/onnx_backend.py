@@ -51,6 +51,11 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Preprocessing":
+        for key in ("mean", "std"):
+            if len(d[key]) != 3:
+                raise ValueError(f"'{key}' needs 3 values (one per channel), got {d[key]!r}")
+        if str(d["channel_order"]).upper() not in ("RGB", "BGR"):
+            raise ValueError(f"'channel_order' must be RGB or BGR, got {d['channel_order']!r}")
         return cls(
             mean=tuple(float(v) for v in d["mean"]),  # type: ignore[arg-type]
             std=tuple(float(v) for v in d["std"]),  # type: ignore[arg-type]
@@ -109,34 +114,38 @@ class OnnxPoseMeta:
                 f"{source}: not an hsrpose ONNX export (metadata 'hsrpose_format' is "
                 f"{props.get('hsrpose_format')!r}, expected {ONNX_FORMAT!r}); export it with 'hsrpose export'"
             )
+        def get(key: str) -> str:
+            if key not in props:
+                raise CheckpointError(f"{source}: ONNX metadata key {key!r} is missing")
+            return props[key]
+
         key = "hsrpose_format_version"
         try:
-            version = int(props[key])
+            version = int(get(key))
             if version > ONNX_FORMAT_VERSION:
                 raise CheckpointError(
                     f"{source}: ONNX metadata format version {version} is newer than this hsrpose "
                     f"understands ({ONNX_FORMAT_VERSION}); upgrade hsrpose"
                 )
             key = "input_hw"
-            input_hw = _hw(json.loads(props[key]))
+            input_hw = _hw(json.loads(get(key)))
             key = "heatmap_hw"
-            heatmap_hw = _hw(json.loads(props[key]))
+            heatmap_hw = _hw(json.loads(get(key)))
             key = "keypoint_info"
-            keypoint_info = KeypointInfo.from_dict(json.loads(props[key]))
+            keypoint_info = KeypointInfo.from_dict(json.loads(get(key)))
             key = "preprocessing"
-            preprocessing = Preprocessing.from_dict(json.loads(props[key]))
+            preprocessing = Preprocessing.from_dict(json.loads(get(key)))
             key = "dynamic_size"
-            if props[key] not in ("true", "false"):
+            if get(key) not in ("true", "false"):
                 raise ValueError(f"expected 'true' or 'false', got {props[key]!r}")
             key = "opset"
-            opset = int(props[key])
+            opset = int(get(key))
             key = "input_multiple"
             input_multiple = int(props.get(key, "1"))
             if input_multiple < 1:
                 raise ValueError(f"must be >= 1, got {input_multiple}")
-            key = "preset"
             return cls(
-                preset=props["preset"],
+                preset=get("preset"),
                 input_hw=input_hw,
                 heatmap_hw=heatmap_hw,
                 keypoint_info=keypoint_info,
@@ -148,12 +157,8 @@ class OnnxPoseMeta:
                 input_name=props.get("input_name", "images"),
                 output_name=props.get("output_name", "heatmaps"),
             )
-        except CheckpointError:
-            raise
-        except KeyError as e:
-            raise CheckpointError(f"{source}: ONNX metadata key {e.args[0]!r} is missing") from None
-        except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
-            raise CheckpointError(f"{source}: ONNX metadata key {key!r} is malformed: {e}") from None
+        except (KeyError, ValueError, TypeError) as e:  # a field inside a JSON value; JSONDecodeError is a ValueError
+            raise CheckpointError(f"{source}: ONNX metadata key {key!r} is malformed: {e!r}") from None
 
 
 def _hw(value: Any) -> tuple[int, int]:
@@ -246,7 +251,9 @@ class OnnxRuntimeBackend:
             )
         m = self.meta.input_multiple
         if images.shape[2] % m or images.shape[3] % m:
-            raise ValueError(f"input height and width must be multiples of {m} for this model, got {tuple(images.shape[2:])}")
+            raise ValueError(
+                f"input height and width must be multiples of {m} for this model, got {tuple(images.shape[2:])}"
+            )
         if images.shape[0] == 0:
             # Same size rule as the graph: heatmaps are input / stride.
             (ih, iw), (hh, hw) = self.meta.input_hw, self.meta.heatmap_hw

@@ -17,7 +17,6 @@ deployment without torch.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,9 +35,7 @@ from hsrpose.evaluation.rescoring import rescore
 from hsrpose.inference.detectors import PersonDetector, build_detector, clip_boxes_xywh
 from hsrpose.inference.topdown import heatmaps_to_image, predict_heatmaps
 
-__all__ = ["PoseInstance", "PoseEstimator", "Crops", "make_crops", "as_bgr_uint8"]
-
-log = logging.getLogger(__name__)
+__all__ = ["PoseInstance", "PoseEstimator", "Crops", "make_crops", "normalise_crops", "as_bgr_uint8"]
 
 # Boxes given instead of running the detector: (N,4) xywh (scores 1) or (boxes (N,4), scores (N,)).
 BoxesInput = Any
@@ -129,7 +126,7 @@ def as_bgr_uint8(image: np.ndarray, source: str = "image") -> np.ndarray:
     raise HsrposeError(f"{source}: expected an image (H,W), (H,W,3) or (H,W,4), got shape {a.shape}")
 
 
-def _normalise(crops: np.ndarray, preprocessing: Any) -> np.ndarray:
+def normalise_crops(crops: np.ndarray, preprocessing: Any = None) -> np.ndarray:
     """BGR uint8 crops (N,H,W,3) -> backend input (N,3,H,W) float32.
 
     The default is ImageNet RGB normalisation (``to_input_array``); a backend that
@@ -152,8 +149,8 @@ class PoseEstimator:
             hsrpose ``.onnx`` export (``backend="onnxruntime"``), or a ready backend
             object (callable numpy -> numpy with ``input_hw``, ``heatmap_hw``,
             ``keypoint_info``; then ``backend`` and ``device`` are ignored).
-        detector: a spec (``hog``, ``yolo:PATH``, ``coco:FILE``, ``darknet:CFG,WEIGHTS``),
-            a :class:`PersonDetector`, or None (then boxes must be given to each call).
+        detector: a spec (``hog``, ``yolo:PATH``, ``coco:FILE``, ``darknet:CFG,WEIGHTS``; built at
+            its first use), a :class:`PersonDetector`, or None (then boxes must be given to each call).
         device: torch device of the model and of an Ultralytics detector.
         backend: ``"torch"`` or ``"onnxruntime"``.
         flip_test: average with the heatmaps of the mirrored crop (the published protocol).
@@ -194,7 +191,10 @@ class PoseEstimator:
         self.keypoint_info: KeypointInfo = keypoint_info or info
         self.input_hw = tuple(int(v) for v in self.backend.input_hw)
         self.codec = HeatmapCodec(self.input_hw, self.backend.heatmap_hw, dark=dark)
-        self.detector = build_detector(detector, device=device) if detector is not None else None
+        # A spec string is turned into a detector at its first use, so that a caller who
+        # always passes boxes never needs the default detector's dependencies.
+        self.detector: str | PersonDetector | None = detector
+        self.device = device
         self.flip_test = bool(flip_test)
         self.batch_size = int(batch_size)
         self.box_score_thr = float(box_score_thr)
@@ -271,6 +271,8 @@ class PoseEstimator:
                 b = given
                 s = np.ones((len(np.asarray(b).reshape(-1, 4)),), dtype=np.float32)
         elif self.detector is not None:
+            if isinstance(self.detector, str):
+                self.detector = build_detector(self.detector, device=self.device)
             b, s = self.detector(image, key)
         else:
             raise HsrposeError("no detector configured: pass person boxes to the call")
@@ -280,7 +282,7 @@ class PoseEstimator:
 
     def _keypoints(self, crops: np.ndarray, m_inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Crops (N,H,W,3) -> keypoints (N,K,2) image px and scores (N,K), in batches."""
-        inputs = _normalise(crops, getattr(self.backend, "preprocessing", None))
+        inputs = normalise_crops(crops, getattr(self.backend, "preprocessing", None))
         flip_index = self.keypoint_info.flip_index if self.flip_test else None
         k_expected = self.keypoint_info.num_keypoints
         kpts, scores = [], []
