@@ -16,7 +16,6 @@ Ratio = torch / onnxruntime (> 1: onnxruntime is faster).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

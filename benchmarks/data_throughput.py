@@ -16,7 +16,6 @@ import os
 import sys
 import time
 
-import numpy as np
 
 from hsrpose.codec import HeatmapCodec
 from hsrpose.data.coco import load_coco

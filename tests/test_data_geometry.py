@@ -89,7 +89,9 @@ def test_flip_folded_into_affine_equals_flipping_the_image(coco_mini: Path) -> N
         c_ref = np.array([w - 1 - c[0], c[1]])
         ref = warp_crop(image[:, ::-1].copy(), crop_affine(c_ref, s, rot, OUT_HW), OUT_HW)
         diff = np.abs(folded.astype(int) - ref.astype(int))
-        assert diff.max() <= 2 and diff.mean() < 0.05  # OpenCV's fixed-point bilinear weights
+        # OpenCV's fixed-point bilinear weights (1/32 px in OpenCV 4) leave a few grey levels
+        # on sharp edges when rotated; a centre one pixel off gives mean ~6 and max > 150.
+        assert diff.max() <= 8 and diff.mean() < 0.05
 
 
 def test_rotation_keeps_keypoints_inside_the_crop() -> None:

@@ -13,7 +13,7 @@ import torch
 from hsrpose.codec import HeatmapCodec
 from hsrpose.data.geometry import box_to_center_size, crop_affine, invert_affine
 from hsrpose.data.keypoints import COCO_KEYPOINTS
-from hsrpose.engine.evaluate import EvalConfig, Predictions, finalize, postprocess
+from hsrpose.engine.evaluate import EvalConfig, Predictions, postprocess
 from hsrpose.evaluation.rescoring import rescore
 from hsrpose.inference.topdown import heatmaps_to_image, predict_heatmaps
 

@@ -30,6 +30,8 @@ PAPER_PRESETS = [
     "hsr_msnet59_256x192",
     "hsr_msnet59_384x288",
 ]
+# Named in the paper's text (Section 4.2), in no table: no spec costs to compare with.
+TEXT_PRESETS = ["hsr_msnet110_256x192", "hsr_msnet161_256x192"]
 TINY_PRESETS = ["hsrnet_tiny_128x96", "hsr_msnet_tiny_128x96"]
 
 # model-spec.md "Expected costs": params (M), GMACs.
@@ -61,7 +63,7 @@ def _one_thread():  # type: ignore[no-untyped-def]
 
 
 def test_registry_holds_exactly_the_documented_names() -> None:
-    assert list_presets() == PAPER_PRESETS + TINY_PRESETS
+    assert list_presets() == PAPER_PRESETS + TEXT_PRESETS + TINY_PRESETS
     for name in list_presets():
         p = get_preset(name)
         assert isinstance(p, Preset) and p.name == name
@@ -96,7 +98,7 @@ def _test_input_hw(name: str, model: PoseNet) -> tuple[int, int]:
     return (32, 32) if model.input_multiple == 32 else (32, 48)
 
 
-@pytest.mark.parametrize("name", PAPER_PRESETS + TINY_PRESETS)
+@pytest.mark.parametrize("name", PAPER_PRESETS + TEXT_PRESETS + TINY_PRESETS)
 def test_forward_backward_determinism(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name, num_keypoints=17)
@@ -172,6 +174,8 @@ def _main_path_depth(model: PoseNet) -> int:
         ("hsrnet110_256x192", 110),
         ("hsrnet161_256x192", 161),
         ("hsr_msnet59_256x192", 59),
+        ("hsr_msnet110_256x192", 110),
+        ("hsr_msnet161_256x192", 161),
     ],
 )
 def test_layer_count_follows_from_block_counts(name: str, depth: int) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -154,10 +153,6 @@ def _tile(images: list[Any], cols: int) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    # OpenMP threads that spin while waiting for work make two torch threads plus a data
-    # worker on two cores (or any busy machine) many times slower; sleeping waiters cost
-    # little. Only takes effect if torch is not imported yet (the normal CLI case).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import cv2
     import torch
 

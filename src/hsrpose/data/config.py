@@ -8,6 +8,7 @@ be overridden on the command line (``augment.scale_factor=0.35``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 __all__ = ["AugmentConfig", "DataConfig", "COCO_UPPER_BODY_IDS"]
 
@@ -68,8 +69,6 @@ class DataConfig:
         val_images: folder of the validation images.
         val_det_file: COCO detection results file with the person boxes for validation;
             '' = ground-truth boxes (about +2 AP; always reported as such).
-        det_score_thr: keep detection boxes with score >= this (protocol.md: 0.0, the value of
-            the reference YAML; the reference code default of 0.1 is a trap).
         category_id: annotation category to use; None = the one category with ``keypoints``.
         box_padding: box enlargement after fixing the aspect ratio (1.25 in the protocol).
         sigma: Gaussian target sigma in heatmap pixels (2 in the protocol).
@@ -80,6 +79,12 @@ class DataConfig:
         oks_sigmas: OKS sigmas for a custom keypoint set (None = COCO's for COCO person).
         num_workers: DataLoader worker processes per rank.
         pin_memory: pin host memory of batches (useful with CUDA).
+        pipeline: where training crops and targets are made: 'cpu' (DataLoader workers,
+            OpenCV warps; the default) or 'gpu' (workers only read files and draw the
+            augmentation; decoding, warps and targets run batched on the training device,
+            see hsrpose.data.gpu). Validation always uses the CPU path.
+        gpu_decode: with pipeline='gpu': 'device' = send JPEG bytes and decode on the GPU
+            (nvJPEG when torchvision is importable), 'worker' = decode in the workers (PNG data).
     """
 
     train_ann: str = ""
@@ -87,7 +92,6 @@ class DataConfig:
     val_ann: str = ""
     val_images: str = ""
     val_det_file: str = ""
-    det_score_thr: float = 0.0
     category_id: int | None = None
     box_padding: float = 1.25
     sigma: float = 2.0
@@ -96,3 +100,5 @@ class DataConfig:
     oks_sigmas: list[float] | None = None
     num_workers: int = 4
     pin_memory: bool = True
+    pipeline: Literal["cpu", "gpu"] = "cpu"
+    gpu_decode: Literal["device", "worker"] = "device"

@@ -246,7 +246,7 @@ def _build_data(cfg: TrainConfig, input_hw: tuple[int, int], heatmap_hw: tuple[i
     val_set = None
     if d.val_ann:
         mode = "det" if d.val_det_file else "gt"
-        val = load_coco(d.val_ann, mode=mode, det_file=d.val_det_file or None, score_thr=d.det_score_thr, **kw)
+        val = load_coco(d.val_ann, mode=mode, det_file=d.val_det_file or None, score_thr=cfg.eval.det_score_thr, **kw)
         if du.is_main_process():
             print(val.report.summary() + (" (detection boxes)" if d.val_det_file else " (ground-truth boxes)"), file=sys.stderr)
         val_set = TopDownDataset(val.instances, d.val_images or d.train_images, input_hw, codec, augment=None,
@@ -313,11 +313,22 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
     from hsrpose.data.dataset import seed_worker
 
     train_set = data.train_set
+    gpu_builder = None
+    collate_fn = None
+    if cfg.data.pipeline == "gpu":
+        # Workers read bytes and draw the augmentation (the same (seed, epoch, index) draw as
+        # the CPU path); decoding, warps and targets run batched on the device.
+        from hsrpose.data.gpu import GpuBatchBuilder, GpuSampleDataset, collate_gpu_samples
+
+        train_set = GpuSampleDataset(data.train_set, decode=cfg.data.gpu_decode)
+        collate_fn = collate_gpu_samples
+        gpu_builder = GpuBatchBuilder(data.codec, data.keypoint_info.flip_index, device=device, channels_last=cfg.channels_last)
     sampler = ResumableSampler(train_set, num_replicas=world, rank=info.rank, seed=cfg.seed, shuffle=True)
     loader = DataLoader(
         train_set,
         batch_size=per_rank_batch,
         sampler=sampler,
+        collate_fn=collate_fn,
         num_workers=cfg.data.num_workers,
         pin_memory=cfg.data.pin_memory and device.type == "cuda",
         drop_last=True,  # equal batches on every step and rank (BatchNorm, DDP equivalence)
@@ -439,10 +450,16 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
         t_epoch = time.perf_counter()
 
         for batch in loader:
-            images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            target = batch["target"].to(device, non_blocking=True)
-            target_weight = batch["target_weight"].to(device, non_blocking=True)
             bad = int((~batch["valid"].bool()).sum()) if "valid" in batch else 0
+            if gpu_builder is not None:
+                bad_before = gpu_builder.bad_images
+                gb = gpu_builder(batch)
+                images, target, target_weight = gb.images, gb.targets, gb.target_weight
+                bad += gpu_builder.bad_images - bad_before  # images neither nvJPEG nor OpenCV could decode
+            else:
+                images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
+                target = batch["target"].to(device, non_blocking=True)
+                target_weight = batch["target_weight"].to(device, non_blocking=True)
 
             with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 heatmaps = train_model(images)

@@ -249,6 +249,19 @@ def hsr_msnet59_384x288(num_keypoints: int = 17, **kwargs: object) -> PoseNet:
     return pose_hsr_msnet((3, 4, 6), (3, 3), num_keypoints=num_keypoints, num_deconv=2, deconv_kernel=4, **kwargs)  # type: ignore[arg-type]
 
 
+@register_preset(paper_row="Sec. 4.2", input_hw=(256, 192), backbone="HSR-MSNet-110", num_deconv=2, deconv_kernel=4,
+                 description="HSR-MSNet-110 (ResNet-101 trunk + MSNet stages 5-6), 2 deconvs k4, 256x192")  # fmt: skip
+def hsr_msnet110_256x192(num_keypoints: int = 17, **kwargs: object) -> PoseNet:
+    # Named in the paper's Section 4.2 ("HSR-MSNet-59, -110, -161") but in no table.
+    return pose_hsr_msnet((3, 4, 23), (3, 3), num_keypoints=num_keypoints, num_deconv=2, deconv_kernel=4, **kwargs)  # type: ignore[arg-type]
+
+
+@register_preset(paper_row="Sec. 4.2", input_hw=(256, 192), backbone="HSR-MSNet-161", num_deconv=2, deconv_kernel=4,
+                 description="HSR-MSNet-161 (ResNet-152 trunk + MSNet stages 5-6), 2 deconvs k4, 256x192")  # fmt: skip
+def hsr_msnet161_256x192(num_keypoints: int = 17, **kwargs: object) -> PoseNet:
+    return pose_hsr_msnet((3, 8, 36), (3, 3), num_keypoints=num_keypoints, num_deconv=2, deconv_kernel=4, **kwargs)  # type: ignore[arg-type]
+
+
 # Small presets for CPU training, tests and the demo: the same block types at a
 # quarter of the width (stem 16, bottleneck widths 16/32/64, stage 5-6 out 256),
 # one to two blocks per stage, a 64-filter head, 128x96 input.
