@@ -40,3 +40,33 @@ def coco_mini() -> Path:
             f"{COCO_MINI_ANN} and {COCO_MINI_IMAGES}/"
         )
     return root
+
+
+def write_coco_subset(coco_mini: Path, out: Path, num_images: int, missing_images: int = 0) -> Path:
+    """Write a COCO file with the first ``num_images`` coco-mini images that hold keypoint-labelled persons.
+
+    The last ``missing_images`` of them point at files that do not exist (bad records).
+    """
+    import json
+
+    d = json.loads((coco_mini / COCO_MINI_ANN).read_text())
+    with_kpts = {a["image_id"] for a in d["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]}
+    images = [im for im in d["images"] if im["id"] in with_kpts][:num_images]
+    for im in images[len(images) - missing_images :] if missing_images else []:
+        im["file_name"] = "does_not_exist_" + im["file_name"]
+    ids = {im["id"] for im in images}
+    d["images"] = images
+    d["annotations"] = [a for a in d["annotations"] if a["image_id"] in ids]
+    out.write_text(json.dumps(d))
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():  # type: ignore[no-untyped-def]
+    """Tiny tensors: one thread is faster than paying OpenMP's synchronisation on a small, shared CPU."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -20,7 +20,6 @@ scored on rank 0) and must report the same AP as the single process.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -31,21 +30,11 @@ import pytest
 
 from hsrpose.engine.checkpoint import load_checkpoint
 from hsrpose.engine.logging import read_metrics
+from conftest import write_coco_subset
 
-ANN = Path("annotations") / "person_keypoints_train2017.json"
 TOLERANCE = 1e-6
 
 
-def write_subset(coco_mini: Path, out: Path, num_images: int) -> Path:
-    """COCO file with the first ``num_images`` images that hold keypoint-labelled persons."""
-    d = json.loads((coco_mini / ANN).read_text())
-    with_kpts = {a["image_id"] for a in d["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]}
-    images = [im for im in d["images"] if im["id"] in with_kpts][:num_images]
-    ids = {im["id"] for im in images}
-    d["images"] = images
-    d["annotations"] = [a for a in d["annotations"] if a["image_id"] in ids]
-    out.write_text(json.dumps(d))
-    return out
 
 
 def train_args(ann: Path, images: Path, out: Path) -> list[str]:
@@ -63,7 +52,7 @@ def test_two_process_gloo_matches_one_process(coco_mini: Path, tmp_path: Path) -
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
     if not Path(torchrun).exists():
         pytest.fail("torchrun not found next to the Python interpreter")
-    ann = write_subset(coco_mini, tmp_path / "ann.json", 6)  # 9 persons; train_subset=8 -> 2 steps/epoch
+    ann = write_coco_subset(coco_mini, tmp_path / "ann.json", 6)  # 9 persons; train_subset=8 -> 2 steps/epoch
     images = coco_mini / "train2017"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 

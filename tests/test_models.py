@@ -53,13 +53,7 @@ SPEC_COSTS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    """These tensors are tiny: one thread is faster than paying OpenMP's sync on a shared 2-core box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_registry_holds_exactly_the_documented_names() -> None:

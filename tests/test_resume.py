@@ -8,7 +8,6 @@ steps 2, 4 (epoch end), 6 and 8 (end).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,20 +19,10 @@ import torch
 
 from hsrpose.engine.checkpoint import load_checkpoint
 from hsrpose.engine.logging import read_metrics
+from conftest import write_coco_subset
 
-ANN = Path("annotations") / "person_keypoints_train2017.json"
 
 
-def write_subset(coco_mini: Path, out: Path, num_images: int) -> Path:
-    """COCO file with the first ``num_images`` images that hold keypoint-labelled persons."""
-    d = json.loads((coco_mini / ANN).read_text())
-    with_kpts = {a["image_id"] for a in d["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]}
-    images = [im for im in d["images"] if im["id"] in with_kpts][:num_images]
-    ids = {im["id"] for im in images}
-    d["images"] = images
-    d["annotations"] = [a for a in d["annotations"] if a["image_id"] in ids]
-    out.write_text(json.dumps(d))
-    return out
 
 
 def run_train(run_dir: Path, ann: Path, images: Path, resume: bool = False, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -61,7 +50,7 @@ def train_records(run_dir: Path) -> list[tuple]:
 @pytest.fixture(scope="module")
 def setup(coco_mini: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("resume")
-    ann = write_subset(coco_mini, tmp / "ann.json", 6)
+    ann = write_coco_subset(coco_mini, tmp / "ann.json", 6)
     ref = tmp / "reference"
     p = run_train(ref, ann, coco_mini / "train2017")
     assert p.returncode == 0, p.stderr

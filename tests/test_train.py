@@ -15,25 +15,10 @@ from hsrpose.engine.checkpoint import load_checkpoint
 from hsrpose.engine.config import TrainConfig
 from hsrpose.engine.logging import read_metrics
 from hsrpose.engine.train import NonFiniteLossError, joints_mse_loss, train
+from conftest import write_coco_subset
 
-ANN = Path("annotations") / "person_keypoints_train2017.json"
 
 
-def write_subset(coco_mini: Path, out: Path, num_images: int, missing_images: int = 0) -> Path:
-    """COCO file with the first ``num_images`` images that hold keypoint-labelled persons.
-
-    The last ``missing_images`` of them point at files that do not exist (bad records).
-    """
-    d = json.loads((coco_mini / ANN).read_text())
-    with_kpts = {a["image_id"] for a in d["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"]}
-    images = [im for im in d["images"] if im["id"] in with_kpts][:num_images]
-    for im in images[len(images) - missing_images :] if missing_images else []:
-        im["file_name"] = "does_not_exist_" + im["file_name"]
-    ids = {im["id"] for im in images}
-    d["images"] = images
-    d["annotations"] = [a for a in d["annotations"] if a["image_id"] in ids]
-    out.write_text(json.dumps(d))
-    return out
 
 
 def small_cfg(coco_mini: Path, ann: Path, out: Path, *overrides: str) -> TrainConfig:
@@ -98,7 +83,7 @@ def test_config_defaults_are_the_paper_recipe_and_overrides_are_checked() -> Non
 
 @pytest.fixture(scope="module")
 def subset4(coco_mini: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_subset(coco_mini, tmp_path_factory.mktemp("ann") / "four.json", 4)
+    return write_coco_subset(coco_mini, tmp_path_factory.mktemp("ann") / "four.json", 4)
 
 
 def test_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(coco_mini: Path, subset4: Path, tmp_path: Path, capsys) -> None:
@@ -171,7 +156,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
 
 
 def test_bad_samples_are_counted_not_fatal(coco_mini: Path, tmp_path: Path) -> None:
-    ann = write_subset(coco_mini, tmp_path / "bad.json", 3, missing_images=1)
+    ann = write_coco_subset(coco_mini, tmp_path / "bad.json", 3, missing_images=1)
     d = json.loads(ann.read_text())
     bad_ids = {im["id"] for im in d["images"] if im["file_name"].startswith("does_not_exist_")}
     expected_bad = sum(1 for a in d["annotations"] if a["image_id"] in bad_ids and a["num_keypoints"] > 0 and not a["iscrowd"])
@@ -188,7 +173,7 @@ def test_learns_on_coco_mini(coco_mini: Path, tmp_path: Path) -> None:
     6 persons (4 images), no augmentation, one step of batch 6 per epoch, 75 steps.
     The full run (86 persons, AP > 0.8) is benchmarks/overfit_coco_mini.py: too slow for CI on CPU.
     """
-    ann = write_subset(coco_mini, tmp_path / "four.json", 4)
+    ann = write_coco_subset(coco_mini, tmp_path / "four.json", 4)
     cfg = small_cfg(
         coco_mini, ann, tmp_path / "run",
         f"data.val_ann={ann}", f"data.val_images={coco_mini / 'train2017'}",

@@ -27,12 +27,7 @@ from hsrpose.models.weights import LoadReport, load_pose_model, load_weights, sa
 Shapes = dict[str, tuple[int, ...]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # type: ignore[no-untyped-def]
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- key layouts of the foreign repositories -------------------------------------------------
