@@ -20,7 +20,6 @@ the wrong length, image id without an image entry) is skipped and counted in the
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import Counter
@@ -32,8 +31,9 @@ import numpy as np
 
 from hsrpose.data.keypoints import KeypointInfo
 from hsrpose.errors import DataError
+from hsrpose.utils.io import read_json
 
-__all__ = ["Instance", "LoadReport", "CocoInstances", "load_coco", "load_coco_instances", "read_json"]
+__all__ = ["Instance", "LoadReport", "CocoInstances", "load_coco", "load_coco_instances"]
 
 log = logging.getLogger(__name__)
 
@@ -107,23 +107,6 @@ class CocoInstances:
     keypoint_info: KeypointInfo
     report: LoadReport
     category_id: int
-
-
-def read_json(path: str | Path) -> Any:
-    """Parse a JSON file; DataError with the line and column of a syntax error."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{p}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise DataError(f"{p}: cannot read ({e.strerror or e})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
 
 
 def _require_list(d: Mapping[str, Any], key: str, where: str) -> list[Any]:

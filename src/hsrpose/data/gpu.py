@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -46,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from hsrpose.codec import HeatmapCodec
 from hsrpose.data.dataset import EpochSampler, TopDownDataset, seed_worker
 from hsrpose.data.geometry import invert_affine
-from hsrpose.data.imageio import ImageReadError, read_image_bgr
+from hsrpose.data.imageio import ImageReadError, read_image_bgr, read_image_bytes
 from hsrpose.data.transforms import IMAGENET_MEAN, IMAGENET_STD, CropParams, crop_matrix
 
 __all__ = [
@@ -282,8 +281,6 @@ def decode_jpegs(data: Sequence[torch.Tensor], device: torch.device, use_gpu: bo
 # --------------------------------------------------------------------------- CPU side
 
 
-_JPEG_SOI = b"\xff\xd8"
-_JPEG_EOI = b"\xff\xd9"
 
 
 class GpuSampleDataset(Dataset):
@@ -342,7 +339,7 @@ class GpuSampleDataset(Dataset):
                 data = torch.from_numpy(image)
                 hw = image.shape[:2]
             else:
-                data = torch.frombuffer(bytearray(_read_encoded(path)), dtype=torch.uint8)
+                data = torch.frombuffer(bytearray(read_image_bytes(path)), dtype=torch.uint8)
             params = self.base.crop_params(index)
             m = crop_matrix(params, int(hw[1]), self.base.input_hw)
             m_inv = invert_affine(m)
@@ -390,19 +387,6 @@ class GpuSampleDataset(Dataset):
         }
 
 
-def _read_encoded(path: Path) -> bytes:
-    """File bytes, with ``read_image_bgr``'s checks that need no decoding (missing, empty, truncated JPEG)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: image file not found") from None
-    except OSError as e:
-        raise ImageReadError(f"{path}: cannot read image file ({e.strerror or e})") from None
-    if not data:
-        raise ImageReadError(f"{path}: image file is empty")
-    if data[:2] == _JPEG_SOI and not data.rstrip(b"\x00\r\n\t ").endswith(_JPEG_EOI):
-        raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker)")
-    return data
 
 
 _LIST_KEYS = ("data", "path", "error")

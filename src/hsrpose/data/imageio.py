@@ -22,7 +22,7 @@ import numpy as np
 
 from hsrpose.errors import DataError
 
-__all__ = ["ImageReadError", "read_image_bgr"]
+__all__ = ["ImageReadError", "read_image_bytes", "read_image_bgr"]
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,11 @@ class ImageReadError(DataError):
     """An image file that is missing, empty, truncated, undecodable or of the wrong size."""
 
 
-def read_image_bgr(path: str | Path, expected_hw: Sequence[int] | None = None) -> np.ndarray:
-    """Read ``path`` into a ``(H, W, 3)`` uint8 BGR array.
+def read_image_bytes(path: str | Path) -> bytes:
+    """The encoded bytes of an image file, after the checks that need no decoding.
 
-    Args:
-        path: image file.
-        expected_hw: ``(height, width)`` from the annotation file, if known; picks the EXIF
-            orientation that matches it and rejects images of another size.
     Raises:
-        ImageReadError: naming the file and the reason (missing, empty, truncated JPEG,
-            not decodable, size differs from the annotation file).
+        ImageReadError: the file is missing, unreadable, empty, or a truncated JPEG.
     """
     p = Path(path)
     try:
@@ -59,6 +54,22 @@ def read_image_bgr(path: str | Path, expected_hw: Sequence[int] | None = None) -
     # (trailing padding bytes allowed).
     if data[:2] == _JPEG_SOI and not data.rstrip(b"\x00\r\n\t ").endswith(_JPEG_EOI):
         raise ImageReadError(f"{p}: truncated JPEG (no end-of-image marker)")
+    return data
+
+
+def read_image_bgr(path: str | Path, expected_hw: Sequence[int] | None = None) -> np.ndarray:
+    """Read ``path`` into a ``(H, W, 3)`` uint8 BGR array.
+
+    Args:
+        path: image file.
+        expected_hw: ``(height, width)`` from the annotation file, if known; picks the EXIF
+            orientation that matches it and rejects images of another size.
+    Raises:
+        ImageReadError: naming the file and the reason (missing, empty, truncated JPEG,
+            not decodable, size differs from the annotation file).
+    """
+    p = Path(path)
+    data = read_image_bytes(p)
     buf = np.frombuffer(data, dtype=np.uint8)
     image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if image is None:

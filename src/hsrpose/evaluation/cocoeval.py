@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 
 from hsrpose.errors import DataError, HsrposeError
 from hsrpose.evaluation.results import keypoint_categories, load_results, validate_results
+from hsrpose.utils.io import read_json
 
 __all__ = [
     "METRIC_NAMES",
@@ -60,13 +60,7 @@ def load_gt(gt: GroundTruth) -> dict[str, Any]:
     """
     if isinstance(gt, (str, os.PathLike)):
         p = Path(gt)
-        if not p.is_file():
-            raise DataError(f"ground-truth file not found: {p}")
-        try:
-            with open(p, encoding="utf-8") as f:
-                data = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{p}: not valid JSON ({e})") from None
+        data = read_json(p)
         source = str(p)
     elif isinstance(gt, Mapping):
         data, source = dict(gt), "ground truth"

@@ -10,7 +10,6 @@ the reason, as a :class:`~hsrpose.errors.ResultsError`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Collection, Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from hsrpose.errors import ResultsError
+from hsrpose.utils.io import read_json
 
 __all__ = ["load_results", "validate_results", "keypoint_categories"]
 
@@ -27,13 +27,7 @@ __all__ = ["load_results", "validate_results", "keypoint_categories"]
 def load_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a results JSON file (a list of entries); no validation beyond 'is a JSON list'."""
     p = Path(path)
-    if not p.is_file():
-        raise ResultsError(f"results file not found: {p}")
-    try:
-        with open(p, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ResultsError(f"{p}: not valid JSON ({e})") from None
+    data = read_json(p, error=ResultsError)
     if not isinstance(data, list):
         raise ResultsError(f"{p}: a COCO results file is a JSON list of entries, got {type(data).__name__}")
     return data

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_path", "atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
+__all__ = ["read_json", "atomic_path", "atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
 
 
 def _current_umask() -> int:
@@ -71,3 +71,24 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     import torch
 
     atomic_save(path, lambda tmp: torch.save(obj, tmp))
+
+
+def read_json(path: str | os.PathLike[str], error: type[Exception] | None = None) -> Any:
+    """Parse a JSON file; a missing/unreadable file or a syntax error raises ``error``
+    (default :class:`hsrpose.errors.DataError`) naming the file, line and column."""
+    from hsrpose.errors import DataError
+
+    err = error or DataError
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise err(f"{p}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise err(f"{p}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise err(f"{p}: cannot read ({e.strerror or e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise err(f"{p}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
