@@ -47,12 +47,24 @@ def _stack_crops(crops_bgr: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return arr
 
 
-def to_input_array(crops_bgr: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-    """BGR uint8 crops ``(N, H, W, 3)`` (or a list / one crop) -> float32 ``(N, 3, H, W)``, RGB normalised."""
+def to_input_array(
+    crops_bgr: np.ndarray | Sequence[np.ndarray],
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    value_scale: float = 1.0 / 255.0,
+    channel_order: str = "RGB",
+) -> np.ndarray:
+    """BGR uint8 crops ``(N, H, W, 3)`` (or a list / one crop) -> float32 ``(N, 3, H, W)``.
+
+    ``((x * value_scale) - mean) / std`` per channel in ``channel_order``; the defaults are
+    the training normalisation (ImageNet RGB). An ONNX export's metadata may name others.
+    """
     arr = _stack_crops(crops_bgr)
-    rgb = arr[..., ::-1].astype(np.float32) / 255.0
-    rgb = (rgb - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
-    return np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))
+    x = arr[..., ::-1] if channel_order.upper() == "RGB" else arr
+    # Divide by 1/value_scale (255 exactly for the default) so the numbers equal to_input_tensor's.
+    x = x.astype(np.float32) / np.float32(1.0 / value_scale)
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def to_input_tensor(crops_bgr: Any, device: Any = None) -> Any:

@@ -134,11 +134,8 @@ def normalise_crops(crops: np.ndarray, preprocessing: Any = None) -> np.ndarray:
     """
     if preprocessing is None:
         return to_input_array(crops)
-    order = str(preprocessing.channel_order).upper()
-    x = crops[..., ::-1] if order == "RGB" else crops
-    x = x.astype(np.float32) * np.float32(preprocessing.value_scale)
-    x = (x - np.asarray(preprocessing.mean, np.float32)) / np.asarray(preprocessing.std, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    p = preprocessing
+    return to_input_array(crops, p.mean, p.std, p.value_scale, str(p.channel_order))
 
 
 class PoseEstimator:
