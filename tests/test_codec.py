@@ -78,14 +78,57 @@ def test_decode_quarter_offset_and_edges() -> None:
     hm[0, 0, 20, 10] = 1.0
     hm[0, 0, 20, 11] = 0.5  # right neighbour higher -> +0.25 in x
     hm[0, 0, 19, 10] = 0.2  # upper neighbour higher -> -0.25 in y
-    hm[0, 1, 5, 0] = 0.7  # at the border: no x neighbour on the left, no x move
-    hm[0, 1, 5, 1] = 0.3
+    hm[0, 1, 20, 1] = 0.7  # next to the border: the reference moves neither axis
+    hm[0, 1, 20, 2] = 0.3
+    hm[0, 1, 21, 1] = 0.3
     hm[0, 2] = -1.0  # maximum <= 0 -> (0, 0) like the reference
     coords, scores = codec.decode(hm)
     np.testing.assert_allclose(coords[0, 0], [(10 + 0.25) * 4, (20 - 0.25) * 4])
-    np.testing.assert_allclose(coords[0, 1], [0.0, 5 * 4])
+    np.testing.assert_allclose(coords[0, 1], [4.0, 20 * 4])  # the issue's example: x = 4.0, not 5.0
     np.testing.assert_allclose(coords[0, 2], [0.0, 0.0])
     np.testing.assert_allclose(scores[0], [1.0, 0.7, -1.0])
+
+
+def _hrnet_get_final_preds_hm(hm: np.ndarray) -> np.ndarray:
+    """Transcription of HRNet ``lib/core/inference.py`` ``get_max_preds`` + the
+    post-processing loop of ``get_final_preds`` (leoxiaobin/deep-high-resolution-net.pytorch),
+    in heatmap px, before ``transform_preds``."""
+    b, k, h, w = hm.shape
+    flat = hm.reshape(b, k, -1)
+    idx = np.argmax(flat, 2).reshape(b, k, 1)
+    maxvals = np.amax(flat, 2).reshape(b, k, 1)
+    preds = np.tile(idx, (1, 1, 2)).astype(np.float32)
+    preds[:, :, 0] = preds[:, :, 0] % w
+    preds[:, :, 1] = np.floor(preds[:, :, 1] / w)
+    preds *= np.tile(np.greater(maxvals, 0.0), (1, 1, 2)).astype(np.float32)
+    for n in range(b):
+        for p in range(k):
+            m = hm[n][p]
+            px = int(np.floor(preds[n][p][0] + 0.5))
+            py = int(np.floor(preds[n][p][1] + 0.5))
+            if 1 < px < w - 1 and 1 < py < h - 1:
+                diff = np.array([m[py][px + 1] - m[py][px - 1], m[py + 1][px] - m[py - 1][px]])
+                preds[n][p] += np.sign(diff) * 0.25
+    return preds
+
+
+@pytest.mark.parametrize("path", ["numpy", "torch"])
+def test_decode_border_rule_matches_hrnet(path: str) -> None:
+    """Peaks on every border row and column (and one in from it) decode as HRNet's get_final_preds."""
+    h, w = HEATMAP_HW
+    codec = HeatmapCodec(INPUT_HW, HEATMAP_HW)
+    rng = np.random.default_rng(13)
+    positions = [(y, x) for y in (0, 1, 2, h - 3, h - 2, h - 1) for x in range(w)]
+    positions += [(y, x) for x in (0, 1, 2, w - 3, w - 2, w - 1) for y in range(h)]
+    positions += [(int(rng.integers(0, h)), int(rng.integers(0, w))) for _ in range(200)]
+    hm = rng.uniform(0.0, 0.5, (len(positions), 1, h, w)).astype(np.float32)
+    for i, (y, x) in enumerate(positions):
+        hm[i, 0, y, x] = 1.0
+    ref = _hrnet_get_final_preds_hm(hm) * np.array([4.0, 4.0], np.float32)  # heatmap px -> crop px (stride 4)
+    coords, scores = codec.decode(torch.from_numpy(hm) if path == "torch" else hm)
+    coords = coords.numpy() if path == "torch" else coords
+    np.testing.assert_array_equal(coords, ref)
+    np.testing.assert_array_equal(np.asarray(scores), 1.0)
 
 
 @pytest.mark.parametrize("dark", [False, True])

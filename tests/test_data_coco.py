@@ -84,18 +84,20 @@ def test_detection_boxes(tmp_path: Path, coco_mini: Path, coco_dict: dict[str, A
         {"image_id": img["id"], "category_id": 2, "bbox": [10, 20, 100, 200], "score": 0.9},
         {"image_id": 123456789, "category_id": 1, "bbox": [10, 20, 100, 200], "score": 0.9},
         {"image_id": img["id"], "category_id": 1, "bbox": [10, 20, float("nan"), 200], "score": 0.9},
-        {"image_id": img["id"], "category_id": 1, "bbox": [10, 20, 0, 200], "score": 0.9},
+        {"image_id": img["id"], "category_id": 1, "bbox": [10, 20, 0, 200], "score": 0.9},  # HRNet keeps w = 0
+        {"image_id": img["id"], "category_id": 1, "bbox": [-50.5, 20, 1e5, 200], "score": 0.3},  # not clipped
     ]
     det = tmp_path / "dets.json"
     det.write_text(json.dumps(dets))
     res = load_coco(_ann(coco_mini), mode="det", det_file=det)  # protocol default threshold 0.0 keeps score 0
-    assert [i.ann_id for i in res.instances] == [0, 1]
+    assert [i.ann_id for i in res.instances] == [0, 1, 5, 6]
     assert res.instances[0].file_name == img["file_name"] and res.instances[0].score == 0.9
     assert not res.instances[0].keypoints.any() and res.instances[0].keypoints.shape == (17, 3)
-    assert res.report.skipped == {"unknown image id": 1, "bad box": 2}
+    assert res.instances[3].box_xywh.tolist() == [-50.5, 20, 1e5, 200] and res.instances[3].box_xywh.dtype == np.float64
+    assert res.report.skipped == {"unknown image id": 1, "bad box": 1}
     assert res.report.filtered["other category"] == 1
     high = load_coco_instances(_ann(coco_mini), mode="det", det_file=det, score_thr=0.5)
-    assert [i.ann_id for i in high] == [0]
+    assert [i.ann_id for i in high] == [0, 5]
     with pytest.raises(DataError, match=r"detections\[0\]"):
         load_coco(_ann(coco_mini), mode="det", det_file=_write(tmp_path, [{"bbox": [1, 2, 3, 4]}], "d2.json"))
 

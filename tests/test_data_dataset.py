@@ -54,24 +54,64 @@ def test_read_png_variants_as_8bit_bgr(tmp_path: Path, coco_mini: Path) -> None:
     np.testing.assert_array_equal(deep, bgr)  # v*257 >> 8 == v
 
 
-def test_read_exif_rotated_jpeg(tmp_path: Path, coco_mini: Path) -> None:
+# What a viewer shows for each EXIF orientation tag (TIFF 6.0 / EXIF 2.3, tag 0x0112), from the stored pixels.
+_DISPLAYED = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],  # mirror horizontally
+    3: lambda a: a[::-1, ::-1],  # rotate 180
+    4: lambda a: a[::-1],  # mirror vertically
+    5: lambda a: a.transpose(1, 0, 2),  # transpose
+    6: lambda a: np.rot90(a, -1),  # rotate 90 clockwise
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],  # transverse
+    8: lambda a: np.rot90(a, 1),  # rotate 90 counter-clockwise
+}
+
+
+def _jpeg_with_orientation(tmp_path: Path, coco_mini: Path, tag: int) -> tuple[Path, np.ndarray]:
     rgb = cv2.imread(str(coco_mini / "train2017" / IMAGE))[:80, :60, ::-1]
     exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90 CW to display"
+    exif[0x0112] = tag
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buf, "JPEG", exif=exif.tobytes(), quality=95)
-    path = tmp_path / "rotated.jpg"
+    path = tmp_path / f"orientation{tag}.jpg"
     path.write_bytes(buf.getvalue())
-    shown = read_image_bgr(path)  # EXIF honoured by default
-    assert shown.shape == (60, 80, 3)
-    raw = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    np.testing.assert_array_equal(shown, cv2.rotate(raw, cv2.ROTATE_90_CLOCKWISE))
-    # annotations written for the displayed image: EXIF applied
-    np.testing.assert_array_equal(read_image_bgr(path, expected_hw=(60, 80)), shown)
-    # annotations written for the stored pixel grid (COCO style): EXIF ignored
+    raw = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # the stored pixels
+    return path, raw
+
+
+@pytest.mark.parametrize("tag", sorted(_DISPLAYED))
+def test_exif_orientation_dataset_ignores_predict_honours(tmp_path: Path, coco_mini: Path, tag: int) -> None:
+    """Dataset reads = the reference's ``cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION``
+    (HRNet ``lib/dataset/JointsDataset.py`` ``__getitem__``); ``predict`` shows user photos as displayed."""
+    path, raw = _jpeg_with_orientation(tmp_path, coco_mini, tag)
+    assert raw.shape == (80, 60, 3)
+    # dataset setting (the default), with and without the annotation file's size
+    np.testing.assert_array_equal(read_image_bgr(path), raw)
     np.testing.assert_array_equal(read_image_bgr(path, expected_hw=(80, 60)), raw)
-    with pytest.raises(ImageReadError, match="annotation file says 50x50"):
-        read_image_bgr(path, expected_hw=(50, 50))
+    if tag >= 5:  # a 90-degree tag no longer switches to the displayed grid to fit the annotation
+        with pytest.raises(ImageReadError, match="as stored .EXIF orientation ignored"):
+            read_image_bgr(path, expected_hw=(60, 80))
+    # the GPU data path's CPU decoder reads the same stored pixels
+    from hsrpose.data.gpu import decode_jpegs
+
+    (dec,) = decode_jpegs([torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)], torch.device("cpu"), False)
+    np.testing.assert_array_equal(dec.permute(1, 2, 0).numpy()[:, :, ::-1], raw)
+    # predict setting: the displayed image
+    np.testing.assert_array_equal(read_image_bgr(path, exif_orientation=True), _DISPLAYED[tag](raw))
+
+
+def test_dataset_crop_uses_stored_pixels_for_180_degree_tag(tmp_path: Path, coco_mini: Path) -> None:
+    """Tag 3 (rotate 180) keeps the size: the old reader honoured it; the dataset must not."""
+    path, raw = _jpeg_with_orientation(tmp_path, coco_mini, 3)
+    inst = Instance(1, 1, path.name, np.array([5.0, 10.0, 40.0, 60.0]), np.zeros((17, 3)), 1.0, 2400.0, (80, 60))
+    ds = TopDownDataset([inst], tmp_path, SMALL_HW, HeatmapCodec(SMALL_HW, SMALL_HM), None, COCO_KEYPOINTS)
+    item = ds[0]
+    assert item["valid"]
+    from hsrpose.data.geometry import warp_crop
+    from hsrpose.data.transforms import crop_matrix
+
+    m = crop_matrix(ds.crop_params(0), 60, SMALL_HW)
+    np.testing.assert_array_equal(item["image"].numpy(), to_input_array(warp_crop(raw, m, SMALL_HW))[0])
 
 
 def test_read_bad_files(tmp_path: Path, coco_mini: Path) -> None:

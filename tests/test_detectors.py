@@ -73,7 +73,7 @@ def test_coco_results_detector(tmp_path: Path) -> None:
         {"image_id": 7, "category_id": 1, "bbox": [10, 20, 30, 40], "score": 0.9},
         {"image_id": 7, "category_id": 1, "bbox": [90, 20, 30, 40], "score": 0.05},
         {"image_id": 7, "category_id": 3, "bbox": [0, 0, 5, 5], "score": 0.99},  # a car: ignored
-        {"image_id": 8, "category_id": 1, "bbox": [0, 0, 500, 500], "score": 0.5},  # clipped to the image
+        {"image_id": 8, "category_id": 1, "bbox": [-20.25, 0, 500, 500], "score": 0.5},  # past the image: kept as is
     ]
     path = tmp_path / "dets.json"
     path.write_text(json.dumps(dets))
@@ -81,12 +81,14 @@ def test_coco_results_detector(tmp_path: Path) -> None:
     det = CocoResultsDetector(path, file_names={"frame_a.png": 8})
     assert isinstance(det, PersonDetector)
     b, s = det(image, 7)
-    np.testing.assert_allclose(b, [[10, 20, 30, 40], [90, 20, 10, 40]])
+    # boxes exactly as in the file (HRNet _load_coco_person_detection_results): no clipping, float64
+    np.testing.assert_array_equal(b, [[10, 20, 30, 40], [90, 20, 30, 40]])
+    assert b.dtype == np.float64
     np.testing.assert_allclose(s, [0.9, 0.05], rtol=1e-6)
     b, _ = det(image, "000000000007.jpg")  # COCO naming: the stem is the id
     assert len(b) == 2
     b, _ = det(image, "/some/dir/frame_a.png")
-    np.testing.assert_allclose(b, [[0, 0, 100, 100]])
+    np.testing.assert_array_equal(b, [[-20.25, 0, 500, 500]])
     b, s = det(image, 12345)  # an image with no detection
     assert b.shape == (0, 4) and s.shape == (0,)
     assert len(CocoResultsDetector(path, score_thr=0.1)(image, 7)[0]) == 1
@@ -102,8 +104,11 @@ def test_coco_results_detector_bad_files(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="bad.json"):
         CocoResultsDetector(bad)
     bad.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3]}]))
-    with pytest.raises(DataError, match="detection #0"):
+    with pytest.raises(DataError, match=r"detections\[0\] lacks field\(s\) \['score'\]"):
         CocoResultsDetector(bad)
+    bad.write_text(json.dumps([{"image_id": 1, "bbox": [1, 2, 3], "score": 0.5}, {"image_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]))
+    det = CocoResultsDetector(bad)  # a bad value is skipped and counted, the rest is used
+    assert det.num_skipped == 1 and len(det(np.zeros((10, 10, 3), np.uint8), 1)[0]) == 1
 
 
 def test_build_detector_specs(tmp_path: Path) -> None:

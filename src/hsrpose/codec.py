@@ -11,7 +11,8 @@ Gaussian (sigma 2 by default) is centred on the *integer* heatmap pixel
 target weight is 0 when it is unlabelled or the window lies wholly outside the map.
 
 Decoding (``dark=False``) is HRNet's ``get_final_preds``: argmax per channel,
-score = the maximum, then a +-0.25 heatmap-pixel move toward the higher neighbour.
+score = the maximum, then a +-0.25 heatmap-pixel move toward the higher neighbour on
+both axes, only when the peak lies strictly inside (``1 < x < w-1 and 1 < y < h-1``).
 
 ``dark=True`` follows DARK (Zhang et al., CVPR 2020) and mmpose's ``unbiased=True``:
 encoding centres the Gaussian on the exact sub-pixel position (no rounding) over
@@ -157,16 +158,16 @@ class HeatmapCodec:
 
     @staticmethod
     def _quarter_offset_numpy(hm: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
-        # +-0.25 toward the higher neighbour, on each axis that has both neighbours.
+        # +-0.25 toward the higher neighbour on both axes, only for a peak strictly inside
+        # (HRNet get_final_preds: ``1 < px < w - 1 and 1 < py < h - 1``, one test for both axes).
         b, k, h, w = hm.shape
         bi, ki = np.meshgrid(np.arange(b), np.arange(k), indexing="ij")
-        x_ok = (px > 0) & (px < w - 1)
-        y_ok = (py > 0) & (py < h - 1)
+        inside = _quarter_inside(px, py, h, w)
         xr, xl = np.clip(px + 1, 0, w - 1), np.clip(px - 1, 0, w - 1)
         yd, yu = np.clip(py + 1, 0, h - 1), np.clip(py - 1, 0, h - 1)
         dx = hm[bi, ki, py, xr] - hm[bi, ki, py, xl]
         dy = hm[bi, ki, yd, px] - hm[bi, ki, yu, px]
-        off = np.stack([np.where(x_ok, np.sign(dx), 0.0), np.where(y_ok, np.sign(dy), 0.0)], axis=-1)
+        off = np.stack([np.where(inside, np.sign(dx), 0.0), np.where(inside, np.sign(dy), 0.0)], axis=-1)
         return (off * 0.25).astype(np.float32)
 
     def _dark_offset_numpy(self, hm: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
@@ -210,12 +211,11 @@ class HeatmapCodec:
             x = torch.where(bmx > 0, x * (mx / torch.where(bmx > 0, bmx, torch.ones_like(bmx))), x)
             offset = _taylor_offset(torch.log(torch.clamp(x, min=1e-10)), px, py, torch)
         else:
-            x_ok = (px > 0) & (px < w - 1)
-            y_ok = (py > 0) & (py < h - 1)
+            inside = _quarter_inside(px, py, h, w)
             g = lambda yy, xx: _gather(hm, yy.clamp(0, h - 1), xx.clamp(0, w - 1))  # noqa: E731
             dx = torch.sign(g(py, px + 1) - g(py, px - 1))
             dy = torch.sign(g(py + 1, px) - g(py - 1, px))
-            offset = 0.25 * torch.stack([torch.where(x_ok, dx, 0.0), torch.where(y_ok, dy, 0.0)], dim=-1)
+            offset = 0.25 * torch.stack([torch.where(inside, dx, 0.0), torch.where(inside, dy, 0.0)], dim=-1)
         coords = torch.where(ok[..., None], coords + offset, torch.zeros_like(coords))
         return self._to_crop(coords), scores
 
@@ -251,6 +251,15 @@ class HeatmapCodec:
         if shift:
             out = np.concatenate([out[..., :1], out[..., :-1]], axis=3)
         return np.ascontiguousarray(out)
+
+
+def _quarter_inside(px: Any, py: Any, h: int, w: int) -> Any:
+    """Where the +-0.25 shift applies: ``1 < px < w - 1 and 1 < py < h - 1`` (numpy or torch (B, K)).
+
+    HRNet ``lib/core/inference.py`` ``get_final_preds`` tests both axes at once: a peak on
+    the first two rows/columns or the last one is not moved on either axis.
+    """
+    return (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
 
 
 def _gather(hm: Any, yy: Any, xx: Any) -> Any:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hsrpose.data.keypoints import KeypointInfo
+from hsrpose.decode_settings import DecodeSettings
 from hsrpose.errors import HsrposeError
 from hsrpose.inference.onnx_backend import OnnxPoseMeta, Preprocessing
 from hsrpose.utils.io import atomic_write_bytes
@@ -79,8 +80,11 @@ def export_onnx(
     keypoint_info: KeypointInfo,
     opset: int = DEFAULT_OPSET,
     dynamic_size: bool = False,
+    decode: DecodeSettings | None = None,
 ) -> OnnxPoseMeta:
     """Export ``model`` ((B,3,H,W) -> (B,K,h,w)) to ``out`` atomically; return the metadata written.
+
+    ``decode`` (the settings the weights store, default the protocol's) goes into the metadata.
 
     The model is exported in eval mode (BN uses its running statistics) and left in
     the mode it came in. The written graph is validated with ``onnx.checker`` (with
@@ -107,6 +111,7 @@ def export_onnx(
         input_multiple=int(getattr(model, "input_multiple", 1)),
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
+        decode=decode if decode is not None else DecodeSettings(),
     )
 
     was_training = model.training
@@ -208,4 +213,5 @@ def describe(meta: OnnxPoseMeta) -> dict[str, Any]:
         "keypoints": meta.keypoint_info.num_keypoints,
         "opset": meta.opset,
         "dynamic_axes": ["batch", "height", "width"] if meta.dynamic_size else ["batch"],
+        "decode": meta.decode.to_dict(),
     }

@@ -11,6 +11,7 @@ start with ``#`` so scripts can skip them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -25,12 +26,18 @@ DEFAULT_IMAGES = Path("val2017")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hsrpose.decode_settings import add_decode_arguments
+
+    # ``key=value`` overrides may follow options, as in ``hsrpose train`` (plain parse_args
+    # takes positionals only from the first group and rejects the rest).
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
     parser.add_argument("preset", metavar="PRESET", help="model preset the weights belong to (see 'hsrpose models')")
     parser.add_argument(
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="EvalConfig overrides, e.g. flip_test=false soft_nms=true oks_nms_thr=0.9 in_vis_thr=0.2",
+        help="EvalConfig overrides, e.g. flip_test=false soft_nms=true oks_nms_thr=0.9 in_vis_thr=0.2; "
+        "a custom keypoint set: oks_sigmas=[...] flip_pairs=[[1,2],...] (default: the category's 'sigmas')",
     )
     parser.add_argument("--weights", required=True, help="hsrpose weights / training checkpoint, or a SimpleBaseline "
                         "pose_resnet checkpoint for the simplebaseline_* presets")  # fmt: skip
@@ -46,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="data loader workers (default 2)")
     parser.add_argument("--det-score-thr", type=float, default=None, help="keep boxes with score >= this (default 0.0)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow full unpickling of a trusted checkpoint")
+    add_decode_arguments(parser)
 
 
 def _resolve_paths(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -96,10 +104,10 @@ def load_model_for_preset(preset: str, weights: Path, device: str, trust_pickle:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from hsrpose.codec import HeatmapCodec
     from hsrpose.config import apply_overrides
     from hsrpose.data.coco import load_coco
     from hsrpose.data.dataset import TopDownDataset
+    from hsrpose.decode_settings import DecodeSettings, decode_overrides, resolve_decode
     from hsrpose.engine.evaluate import EvalConfig, evaluate
     from hsrpose.evaluation.cocoeval import format_metrics
     from hsrpose.models import get_preset
@@ -126,24 +134,47 @@ def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     input_hw = tuple(meta.input_hw) if meta else preset.input_hw
     heatmap_hw = tuple(meta.heatmap_hw) if meta else preset.heatmap_hw
+
+    # Decode settings: those stored with the weights; an explicit option (or a dotted
+    # shift_heatmap=...) overrides one. Foreign and older files get the protocol defaults.
+    if meta is None:
+        stored, note = DecodeSettings(), f"note: {weights} is not an hsrpose file and stores no decode settings; using the protocol defaults"
+    else:
+        stored, note = meta.decode, meta.decode_note
+    overrides = decode_overrides(args)
+    if any(o.split("=", 1)[0].strip() == "shift_heatmap" for o in args.overrides):
+        overrides.setdefault("flip_shift", cfg.shift_heatmap)
+    decode = resolve_decode(stored, overrides)
+    cfg.shift_heatmap = decode.flip_shift
+    if note:
+        print(f"# {note}")
+
+    # Keypoint set: the weights' names and flip pairs (the model's channels); OKS sigmas of the
+    # scored category: eval setting oks_sigmas, else the category's 'sigmas', else COCO's
+    # (COCO person), else the weights'.
+    kw: dict[str, Any] = {"oks_sigmas": cfg.oks_sigmas, "flip_pairs": cfg.flip_pairs,
+                          "fallback_oks_sigmas": meta.keypoint_info.sigmas if meta else None}  # fmt: skip
     if args.gt_boxes:
-        coco = load_coco(ann, mode="gt")
+        coco = load_coco(ann, mode="gt", **kw)
         box_line = f"# boxes: ground truth of {ann} (NOT the published protocol: about +2 AP over detector boxes)"
     else:
-        coco = load_coco(ann, mode="det", det_file=args.boxes, score_thr=cfg.det_score_thr)
-        box_line = f"# boxes: detector file {args.boxes} (score >= {cfg.det_score_thr:g})"
-    kinfo = meta.keypoint_info if meta else coco.keypoint_info
-    if kinfo.num_keypoints != coco.keypoint_info.num_keypoints:
+        coco = load_coco(ann, mode="det", det_file=args.boxes, score_thr=cfg.det_score_thr, **kw)
+        box_line = f"# boxes: detector file {args.boxes} (score >= {cfg.det_score_thr:g}), cropped as they are (reference rules)"
+    model_kinfo = meta.keypoint_info if meta else coco.keypoint_info
+    if model_kinfo.num_keypoints != coco.keypoint_info.num_keypoints:
         raise HsrposeError(
-            f"the model predicts {kinfo.num_keypoints} keypoints, {ann} has {coco.keypoint_info.num_keypoints}"
+            f"the model predicts {model_kinfo.num_keypoints} keypoints, {ann} has {coco.keypoint_info.num_keypoints}"
         )
+    flip_pairs = coco.keypoint_info.flip_pairs if cfg.flip_pairs is not None else model_kinfo.flip_pairs
+    kinfo = dataclasses.replace(model_kinfo, sigmas=coco.keypoint_info.sigmas, flip_pairs=flip_pairs)
     cfg.category_id = coco.category_id
     instances = coco.instances
     if not instances:
         raise HsrposeError(f"no boxes to evaluate ({coco.report.summary()})")
     n_images = len({i.image_id for i in instances})
-    codec = HeatmapCodec(input_hw, heatmap_hw)
-    dataset = TopDownDataset(instances, image_dir, input_hw, codec, augment=None, keypoint_info=kinfo)
+    codec = decode.codec(input_hw, heatmap_hw)
+    dataset = TopDownDataset(instances, image_dir, input_hw, codec, augment=None, keypoint_info=kinfo,
+                             box_padding=decode.box_padding, aspect_wh=decode.aspect_for(input_hw))  # fmt: skip
 
     t0 = time.perf_counter()
     results, metrics = evaluate(model, dataset, codec, kinfo, cfg, device=device, gt=ann)
@@ -153,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"# model: {args.preset} ({input_hw[0]}x{input_hw[1]}) weights {weights}")
     print(box_line)
+    print(f"# decode: {decode.describe(input_hw)}")
+    print(f"# keypoints: {kinfo.num_keypoints} ({', '.join(kinfo.names[:3])}, ...); OKS sigmas {[round(v, 4) for v in kinfo.sigmas]}")
     print(f"# {len(instances)} boxes on {n_images} images; {coco.report.summary()}")
     print(
         f"# flip test {'on' if cfg.flip_test else 'off'}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from hsrpose.errors import HsrposeError
@@ -12,6 +13,7 @@ HELP = "export weights to ONNX (dynamic batch; preprocessing, sizes and keypoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hsrpose.decode_settings import add_decode_arguments
     from hsrpose.export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
     parser.add_argument("--weights", required=True, help="hsrpose weights (.pth / .safetensors) or training checkpoint")
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also make input height/width dynamic (heatmaps are input/4 for sizes divisible by the backbone stride: "
         "32 for ResNet, 16 for HSRNet/HSR-MSNet); the batch axis is always dynamic",
     )
+    add_decode_arguments(parser)
     parser.add_argument(
         "--no-verify",
         action="store_true",
@@ -38,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from hsrpose.decode_settings import decode_overrides, resolve_decode
     from hsrpose.export import describe, export_onnx, onnx_parity
     from hsrpose.models.weights import load_pose_model
 
@@ -47,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".onnx":
         raise HsrposeError(f"--out {out}: expected a file name ending in .onnx")
     model, info = load_pose_model(weights, device="cpu")
+    if info.decode_note:
+        print(info.decode_note, file=sys.stderr)
+    # The weights' decode settings travel into the ONNX metadata; an explicit option overrides one.
+    decode = resolve_decode(info.decode, decode_overrides(args))
     meta = export_onnx(
         model,
         out,
@@ -56,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         keypoint_info=info.keypoint_info,
         opset=args.opset,
         dynamic_size=args.dynamic_size,
+        decode=decode,
     )
     summary = {"out": str(out), "size_mb": round(out.stat().st_size / 2**20, 2), **describe(meta)}
     if not args.no_verify:

@@ -33,6 +33,7 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hsrpose.decode_settings import add_decode_arguments
     from hsrpose.inference.detectors import DETECTOR_SPECS
 
     parser.add_argument("input", metavar="INPUT", help="an image, a folder of images or a video file")
@@ -52,9 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kpt-thr", type=float, default=0.3, help="drawing: keypoints below this score are not drawn (default 0.3)")
     parser.add_argument("--box-thr", type=float, default=0.3, help="drawing: people below this instance score are not drawn (default 0.3)")
     parser.add_argument("--no-draw", action="store_true", help="write only the results JSON")
+    parser.add_argument(
+        "--exif", choices=("auto", "on", "off"), default="auto",
+        help="apply the EXIF orientation of photos; auto: on, except with a coco: detector (dataset images: "
+        "boxes refer to the stored pixels, as in 'hsrpose eval')",
+    )  # fmt: skip
+    add_decode_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from hsrpose.decode_settings import decode_overrides, resolve_decode
     from hsrpose.errors import HsrposeError
     from hsrpose.inference.detectors import build_detector
     from hsrpose.inference.pipeline import PoseEstimator
@@ -73,10 +81,16 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights, detector=None, device=args.device, backend=backend, flip_test=not args.no_flip,
         batch_size=args.batch_size, keypoint_info=keypoint_info, box_score_thr=args.det_thr,
     )  # fmt: skip
+    # Decode settings: the weights' (stored at training), each explicit option overriding one.
+    if estimator.decode_note:
+        print(estimator.decode_note, file=sys.stderr)
+    estimator.use_decode(resolve_decode(estimator.decode_settings, decode_overrides(args)))
+    print(f"# decode: {estimator.decode_settings.describe(estimator.input_hw)}")
     # Built after the weights were checked (a wrong model is the more basic error) and
     # before any image is read (a bad detector spec fails at once); the annotation file's
     # names let a coco: detector find the image ids of file names.
     estimator.detector = build_detector(args.detector, device=args.device, file_names=file_ids or None)
+    estimator.exif_orientation = {"on": True, "off": False}.get(args.exif)
 
     results: list[dict[str, Any]] = []
     images_meta: list[dict[str, Any]] = []
@@ -154,7 +168,7 @@ def _run_images(
     used_ids: set[int] = set()
     for index, path in enumerate(tqdm(files, desc="predict", unit="img", disable=None)):
         try:
-            image = read_image_bgr(path)
+            image = read_image_bgr(path, exif_orientation=estimator.reads_exif())
         except HsrposeError as e:
             _report(f"{e}; skipped")
             n_bad += 1

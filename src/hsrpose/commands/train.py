@@ -24,6 +24,13 @@ from hsrpose.errors import HsrposeError
 
 HELP = "train a preset on a COCO-format keypoint dataset"
 
+# One line, printed when a new run starts from random weights without saying so.
+NO_PRETRAINED_WARNING = (
+    "warning: no --pretrained weights: training from random initialisation, which costs many AP "
+    "(the paper starts from ImageNet/DetNet backbone weights); pass --pretrained FILE (e.g. torchvision "
+    "resnet50-*.pth, DetNet detnet59.pth), or pretrained=none to train from scratch on purpose"
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # ``key=value`` overrides may follow options (``--data-root X optim.lr=1e-3``); plain
@@ -115,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(base, extra + _data_paths(args) + overrides)
         if not cfg.data.train_ann:
             raise HsrposeError("no training data: pass --data-root DIR (COCO layout) or --ann FILE --images DIR")
+        if not cfg.pretrained:
+            print(NO_PRETRAINED_WARNING, file=sys.stderr)
 
     result = train(cfg, resume=args.resume)
     if result.best_ap >= 0:

@@ -8,7 +8,8 @@ Three sources of instances (all return :class:`Instance`):
   convention ``x2 = min(W - 1, x1 + max(0, w - 1))``) and of positive size.
 * ``mode="gt"``: the same ground-truth instances used as evaluation boxes (score 1).
 * ``mode="det"``: boxes of a COCO detection results file (category of the keypoint
-  category, ``score >= score_thr``; 0.0 by default per protocol.md), keypoints zero.
+  category, ``score >= score_thr``; 0.0 by default per protocol.md), keypoints zero,
+  read by :func:`hsrpose.data.detections.read_detections` (boxes as they are, as in HRNet).
 
 Problems are split in two: a file that is not a COCO keypoint file at all (not JSON,
 missing top-level lists, records that are not objects or lack required fields)
@@ -29,6 +30,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
+from hsrpose.data.detections import read_detections
 from hsrpose.data.keypoints import KeypointInfo
 from hsrpose.errors import DataError
 from hsrpose.utils.io import read_json
@@ -172,6 +174,7 @@ def load_coco(
     category_id: int | None = None,
     flip_pairs: Sequence[Sequence[int]] | None = None,
     oks_sigmas: Sequence[float] | None = None,
+    fallback_oks_sigmas: Sequence[float] | None = None,
 ) -> CocoInstances:
     """Load instances, the keypoint set (from the category entry) and a :class:`LoadReport`.
 
@@ -181,7 +184,10 @@ def load_coco(
         det_file: COCO detection results (list of ``{image_id, category_id, bbox, score}``) for ``det``.
         score_thr: ``det`` only: keep boxes with ``score >= score_thr``.
         category_id: the keypoint category; None = the only category that has ``keypoints``.
-        flip_pairs, oks_sigmas: for a custom keypoint set (COCO person gets COCO's by default).
+        flip_pairs, oks_sigmas: for a custom keypoint set (default: the category's ``flip_pairs`` /
+            ``sigmas`` fields; COCO person gets COCO's).
+        fallback_oks_sigmas: sigmas used when neither ``oks_sigmas`` nor the category give any
+            (e.g. those stored in the weights being evaluated).
     Raises:
         DataError: the file (or det file) is malformed; the message gives the location.
     """
@@ -193,7 +199,7 @@ def load_coco(
     categories = _require_list(data, "categories", where)
     cat = _pick_category(categories, category_id, where)
     try:
-        kinfo = KeypointInfo.from_coco_category(cat, flip_pairs=flip_pairs, sigmas=oks_sigmas)
+        kinfo = KeypointInfo.from_coco_category(cat, flip_pairs=flip_pairs, sigmas=oks_sigmas, fallback_sigmas=fallback_oks_sigmas)
     except ValueError as e:
         raise DataError(f"{where}: category {cat['id']}: {e}") from None
     cat_id = _as_int(cat["id"], "category id", where)
@@ -311,34 +317,21 @@ def _load_detections(
     score_thr: float,
     report: LoadReport,
 ) -> list[Instance]:
-    where = str(det_file)
-    dets = read_json(det_file)
-    if not isinstance(dets, list):
-        raise DataError(f"{where}: a detection results file is a JSON list, got {type(dets).__name__}")
+    # The one detection reader (reference rules: boxes as they are, w/h <= 0 kept).
+    det = read_detections(det_file, category_id=cat_id, score_thr=score_thr)
+    report.skipped.update(det.skipped)
+    report.filtered.update(det.filtered)
+    for reason, examples in det.examples.items():
+        report.examples.setdefault(reason, []).extend(examples)
     out: list[Instance] = []
-    for i, rec in enumerate(dets):
-        r = _record(rec, "detections", i, ("image_id", "bbox", "score"), where)
-        if r.get("category_id", cat_id) != cat_id:
-            report.filtered["other category"] += 1
+    for d in det.detections:
+        if d.image_id not in image_by_id:
+            report.skip("unknown image id", f"detection [{d.index}]: image id {d.image_id!r} has no entry in 'images'")
             continue
-        score = r["score"]
-        if not isinstance(score, (int, float)) or not math.isfinite(score):
-            report.skip("bad score", f"detection [{i}]: score {score!r} is not a finite number")
-            continue
-        if score < score_thr:
-            report.filtered["below score threshold"] += 1
-            continue
-        image_id = r["image_id"]
-        if not _known(image_id, image_by_id):
-            report.skip("unknown image id", f"detection [{i}]: image id {image_id!r} has no entry in 'images'")
-            continue
-        file_name, hw = image_by_id[image_id]
-        box = _box(r["bbox"])
-        if box is None or box[2] <= 0 or box[3] <= 0:
-            report.skip("bad box", f"detection [{i}] in {file_name}: bbox {r['bbox']!r} is not 4 finite numbers with w, h > 0")
-            continue
+        file_name, hw = image_by_id[d.image_id]
         kp = np.zeros((num_k, 3), dtype=np.float64)
-        out.append(Instance(int(image_id), i, file_name, box, kp, float(score), float(box[2] * box[3]), hw))
+        box = d.box_xywh
+        out.append(Instance(d.image_id, d.index, file_name, box, kp, d.score, float(box[2] * box[3]), hw))
     return out
 
 

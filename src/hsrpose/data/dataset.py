@@ -44,12 +44,13 @@ class TopDownDataset(Dataset):
     Args:
         instances: from :func:`hsrpose.data.coco.load_coco_instances`.
         image_dir: folder that ``Instance.file_name`` is relative to.
-        input_hw: crop size ``(H, W)``; the crop aspect ratio is ``W / H``.
+        input_hw: crop size ``(H, W)``.
         codec: heatmap codec (its ``input_hw`` must equal ``input_hw``).
         augment: training augmentation, or None for the plain evaluation crop.
         keypoint_info: keypoint set (flip pairs for the flip augmentation).
         seed: base seed of the per-sample augmentation generators.
         box_padding: box enlargement (1.25 in the protocol).
+        aspect_wh: crop aspect ratio w/h boxes are extended to (None = the input's ``W / H``).
 
     Item (a dict; collated by the default collate into batched tensors):
         ``image`` float32 (3, H, W) normalised RGB; ``target`` float32 (K, h, w);
@@ -70,6 +71,7 @@ class TopDownDataset(Dataset):
         keypoint_info: KeypointInfo = COCO_KEYPOINTS,
         seed: int = 0,
         box_padding: float = 1.25,
+        aspect_wh: float | None = None,
     ) -> None:
         self.instances = list(instances)
         self.image_dir = Path(image_dir)
@@ -86,7 +88,7 @@ class TopDownDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.box_padding = float(box_padding)
-        self.aspect_wh = self.input_hw[1] / self.input_hw[0]
+        self.aspect_wh = self.input_hw[1] / self.input_hw[0] if aspect_wh is None else float(aspect_wh)
         self._flip_index = keypoint_info.flip_index
 
     def __len__(self) -> int:

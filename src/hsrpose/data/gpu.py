@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from hsrpose.codec import HeatmapCodec
 from hsrpose.data.dataset import EpochSampler, TopDownDataset, seed_worker
 from hsrpose.data.geometry import invert_affine
-from hsrpose.data.imageio import ImageReadError, read_image_bgr, read_image_bytes
+from hsrpose.data.imageio import ImageReadError, imdecode_flags, read_image_bgr, read_image_bytes
 from hsrpose.data.transforms import IMAGENET_MEAN, IMAGENET_STD, CropParams, crop_matrix
 
 __all__ = [
@@ -249,9 +249,9 @@ def decode_jpegs(data: Sequence[torch.Tensor], device: torch.device, use_gpu: bo
 
     ``use_gpu``: nvJPEG via ``torchvision.io.decode_jpeg(device='cuda')`` (one batched
     call; a file it refuses -- CMYK, PNG, corrupt -- is retried alone, then with OpenCV).
-    Otherwise OpenCV decodes on the CPU (``IMREAD_COLOR``, as ``read_image_bgr``) and
-    the image is uploaded. Neither applies EXIF orientation checks: the caller
-    compares sizes with the annotation file and falls back to ``read_image_bgr``.
+    Otherwise OpenCV decodes on the CPU (as ``read_image_bgr``: EXIF orientation ignored,
+    like nvJPEG and the reference) and the image is uploaded. The caller compares sizes
+    with the annotation file and falls back to ``read_image_bgr`` for its error.
     """
     import cv2
 
@@ -272,7 +272,7 @@ def decode_jpegs(data: Sequence[torch.Tensor], device: torch.device, use_gpu: bo
                 except Exception:
                     pass
     for i in todo:
-        img = cv2.imdecode(data[i].numpy(), cv2.IMREAD_COLOR)
+        img = cv2.imdecode(data[i].numpy(), imdecode_flags(exif_orientation=False))  # dataset: stored pixels
         if img is not None:
             out[i] = torch.from_numpy(img).to(device, non_blocking=True).permute(2, 0, 1).flip(0)  # BGR -> RGB
     return out
@@ -522,7 +522,7 @@ class GpuBatchBuilder:
         for i, im in zip(encoded, decode_jpegs([data[i] for i in encoded], self.device, self.gpu_decode)):
             want = tuple(int(v) for v in batch["image_hw"][i])
             if im is None or tuple(im.shape[1:]) != want:
-                # Undecodable by nvJPEG/OpenCV, or an EXIF-rotated file: the CPU reader decides.
+                # Undecodable by nvJPEG/OpenCV, or of another size: the CPU reader reports it.
                 try:
                     bgr = read_image_bgr(batch["path"][i], want if want[0] > 0 else None)
                     im = torch.from_numpy(bgr).to(self.device).permute(2, 0, 1).flip(0)

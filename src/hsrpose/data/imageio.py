@@ -3,17 +3,22 @@
 No torch here: torch-free deployments read images with this too.
 
 ``cv2.IMREAD_COLOR`` already turns grayscale, RGBA (alpha dropped) and 16-bit
-PNGs into 8-bit 3-channel BGR, and applies the EXIF orientation of JPEGs. Which
-orientation the *annotations* refer to is not standard: COCO-style tools often
-annotated the stored pixel grid (and SimpleBaseline/HRNet read with
-``IMREAD_IGNORE_ORIENTATION``), photo tools the displayed one. When the annotation
-file gives the image size, the orientation whose size matches it is used; when
-both match (180-degree turns, mirrors) EXIF is honoured.
+PNGs into 8-bit 3-channel BGR.
+
+EXIF orientation is one setting, ``exif_orientation`` of :func:`read_image_bgr`:
+
+* ``False`` (the default; every dataset read -- training, evaluation, ``browse``, the GPU
+  data path): the pixels as stored, orientation tag ignored, exactly as the reference reads
+  COCO (HRNet ``lib/dataset/JointsDataset.py`` ``__getitem__``:
+  ``cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)``); COCO's
+  annotations are in those pixels. An image whose stored size differs from the annotation
+  file's is an error that names the file.
+* ``True`` (``hsrpose predict`` and ``PoseEstimator`` on file paths: user photos): the
+  image as a viewer displays it, the orientation tag applied.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -22,9 +27,7 @@ import numpy as np
 
 from hsrpose.errors import DataError
 
-__all__ = ["ImageReadError", "read_image_bytes", "read_image_bgr"]
-
-log = logging.getLogger(__name__)
+__all__ = ["ImageReadError", "read_image_bytes", "read_image_bgr", "imdecode_flags"]
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
@@ -57,21 +60,27 @@ def read_image_bytes(path: str | Path) -> bytes:
     return data
 
 
-def read_image_bgr(path: str | Path, expected_hw: Sequence[int] | None = None) -> np.ndarray:
+def imdecode_flags(exif_orientation: bool = False) -> int:
+    """OpenCV decode flags of the orientation setting (see the module docstring)."""
+    return cv2.IMREAD_COLOR if exif_orientation else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+def read_image_bgr(path: str | Path, expected_hw: Sequence[int] | None = None, exif_orientation: bool = False) -> np.ndarray:
     """Read ``path`` into a ``(H, W, 3)`` uint8 BGR array.
 
     Args:
         path: image file.
-        expected_hw: ``(height, width)`` from the annotation file, if known; picks the EXIF
-            orientation that matches it and rejects images of another size.
+        expected_hw: ``(height, width)`` from the annotation file, if known; an image of
+            another size is rejected.
+        exif_orientation: apply the EXIF orientation tag (user photos); False = the stored
+            pixels, as the reference reads dataset images.
     Raises:
         ImageReadError: naming the file and the reason (missing, empty, truncated JPEG,
             not decodable, size differs from the annotation file).
     """
     p = Path(path)
     data = read_image_bytes(p)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), imdecode_flags(exif_orientation))
     if image is None:
         raise ImageReadError(f"{p}: not a decodable image (corrupt file or unsupported format)")
     if expected_hw is None:
@@ -79,11 +88,7 @@ def read_image_bgr(path: str | Path, expected_hw: Sequence[int] | None = None) -
     want = (int(expected_hw[0]), int(expected_hw[1]))
     if image.shape[:2] == want:
         return image
-    raw = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if raw is not None and raw.shape[:2] == want:
-        # The annotation file describes the stored pixel grid (COCO style): ignore EXIF.
-        log.debug("%s: EXIF orientation ignored, annotations refer to the stored %dx%d grid", p, want[1], want[0])
-        return raw
+    grid = "as displayed (EXIF applied)" if exif_orientation else "as stored (EXIF orientation ignored, as the reference)"
     raise ImageReadError(
-        f"{p}: image is {image.shape[1]}x{image.shape[0]} (w x h) but the annotation file says {want[1]}x{want[0]}"
+        f"{p}: image is {image.shape[1]}x{image.shape[0]} (w x h) {grid} but the annotation file says {want[1]}x{want[0]}"
     )

@@ -101,23 +101,30 @@ class KeypointInfo:
         category: Mapping[str, Any],
         flip_pairs: Sequence[Sequence[int]] | None = None,
         sigmas: Sequence[float] | None = None,
+        fallback_sigmas: Sequence[float] | None = None,
     ) -> "KeypointInfo":
         """Build from a COCO ``categories`` entry (``keypoints`` names, 1-based ``skeleton``).
 
-        A category identical to COCO person gets COCO's flip pairs and sigmas when
-        none are given; any other set must name its sigmas (flip pairs default to none).
+        Sigmas and flip pairs: the arguments when given, else the category's own ``sigmas`` /
+        ``flip_pairs`` fields (a custom set may carry them), else COCO's for a category
+        identical to COCO person, else ``fallback_sigmas`` (e.g. those stored in the weights);
+        a custom set with none of these is an error. Flip pairs default to none.
         """
         if "keypoints" not in category:
             raise ValueError(f"category {category.get('name', '?')!r} has no 'keypoints' field")
         names = tuple(str(n) for n in category["keypoints"])
         skeleton = tuple((int(a) - 1, int(b) - 1) for a, b in category.get("skeleton", []))
+        flip_pairs = category.get("flip_pairs") if flip_pairs is None else flip_pairs
+        sigmas = category.get("sigmas") if sigmas is None else sigmas
         if names == COCO_KEYPOINTS.names:
             flip_pairs = COCO_KEYPOINTS.flip_pairs if flip_pairs is None else flip_pairs
             sigmas = COCO_KEYPOINTS.sigmas if sigmas is None else sigmas
+        sigmas = fallback_sigmas if sigmas is None else sigmas
         if sigmas is None:
             raise ValueError(
-                f"category {category.get('name', '?')!r}: custom keypoint set of {len(names)} "
-                "keypoints needs OKS sigmas (give them in the config)"
+                f"category {category.get('name', '?')!r}: custom keypoint set of {len(names)} keypoints needs "
+                "OKS sigmas: add a 'sigmas' list to the category, or give them as a setting "
+                "(train: data.oks_sigmas=[...], eval: oks_sigmas=[...])"
             )
         return cls(
             names=names,

@@ -61,8 +61,9 @@ class TrainConfig:
         preset: model preset name (``hsrpose models`` lists them).
         model_kwargs: extra builder arguments for ``create_model`` as a YAML/JSON mapping string,
             e.g. ``"{width: 16}"`` (a string so that it survives ``key=value`` overrides and YAML).
-        pretrained: weights file loaded into the model before training ('' = none); missing and
-            unexpected keys are printed.
+        pretrained: weights file loaded into the model before training; missing and
+            unexpected keys are printed. '' = none, with a warning from ``hsrpose train``
+            (the paper starts from ImageNet/DetNet weights); 'none' = from scratch on purpose.
         data: dataset locations and loader settings (hsrpose.data.config.DataConfig).
         augment: training augmentation (hsrpose.data.config.AugmentConfig).
         optim: optimizer and schedule.

@@ -56,6 +56,10 @@ class EvalConfig:
         backend: COCO scoring backend, "fast" (faster-coco-eval) or "pycocotools".
         category_id: COCO category of the results (1 = person).
         progress: show a tqdm bar.
+        oks_sigmas: OKS sigmas of a custom keypoint set for ``hsrpose eval`` (None = the
+            annotation category's ``sigmas``, else COCO's for COCO person, else the weights').
+        flip_pairs: 0-based left/right pairs of a custom keypoint set for ``hsrpose eval``
+            (None = the weights' / the category's ``flip_pairs``).
     """
 
     flip_test: bool = True
@@ -71,6 +75,8 @@ class EvalConfig:
     backend: str = DEFAULT_BACKEND
     category_id: int = 1
     progress: bool = False
+    oks_sigmas: list[float] | None = None
+    flip_pairs: list[list[int]] | None = None
 
 
 @dataclass

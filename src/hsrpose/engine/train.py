@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hsrpose import __version__
 from hsrpose.config import config_to_dict, save_config
+from hsrpose.decode_settings import DecodeSettings
 from hsrpose.engine import distributed as du
 from hsrpose.engine.checkpoint import (
     BEST_NAME,
@@ -347,7 +348,7 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
     # ---- model, optimizer, schedule, AMP, EMA
     model_kwargs = parse_model_kwargs(cfg.model_kwargs)
     model = create_model(cfg.preset, num_keypoints=data.keypoint_info.num_keypoints, **model_kwargs)
-    if cfg.pretrained and ckpt is None:
+    if cfg.pretrained and cfg.pretrained.lower() != "none" and ckpt is None:  # 'none' = from scratch on purpose
         from hsrpose.models.weights import load_weights
 
         report = load_weights(model, cfg.pretrained)
@@ -377,6 +378,11 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
         "input_hw": list(preset.input_hw),
         "heatmap_hw": list(preset.heatmap_hw),
         "keypoint_info": data.keypoint_info.to_dict(),
+        # how validation decoded: eval/predict/export on this checkpoint decode the same way
+        "decode": DecodeSettings(
+            sigma=cfg.data.sigma, decoder="dark" if cfg.data.dark else "standard", box_padding=cfg.data.box_padding,
+            aspect_wh=preset.input_hw[1] / preset.input_hw[0], flip_shift=cfg.eval.shift_heatmap,
+        ).to_dict(),
     }
 
     # ---- resume state

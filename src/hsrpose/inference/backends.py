@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from hsrpose.data.keypoints import KeypointInfo
+from hsrpose.decode_settings import DecodeSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
@@ -42,6 +43,8 @@ class TorchBackend:
         heatmap_hw: its heatmap size (default ``input_hw // 4``).
         device: where the model runs; inputs are moved there and results back to CPU.
         preset: name of the model preset, for messages only.
+        decode_settings: the decode settings the weights store (protocol defaults if None);
+            ``decode_note`` says when a file stored none.
     """
 
     def __init__(
@@ -52,6 +55,8 @@ class TorchBackend:
         heatmap_hw: tuple[int, int] | None = None,
         device: Any = "cpu",
         preset: str = "",
+        decode_settings: DecodeSettings | None = None,
+        decode_note: str | None = None,
     ) -> None:
         import torch
 
@@ -63,6 +68,8 @@ class TorchBackend:
             (int(heatmap_hw[0]), int(heatmap_hw[1])) if heatmap_hw is not None else (self.input_hw[0] // 4, self.input_hw[1] // 4)
         )
         self.preset = preset
+        self.decode_settings = decode_settings if decode_settings is not None else DecodeSettings()
+        self.decode_note = decode_note
 
     @classmethod
     def from_weights(cls, path: str | Path, device: Any = "cpu") -> "TorchBackend":
@@ -70,7 +77,10 @@ class TorchBackend:
         from hsrpose.models.weights import load_pose_model
 
         model, meta = load_pose_model(path, device=str(device))
-        return cls(model, meta.keypoint_info, meta.input_hw, meta.heatmap_hw, device=device, preset=meta.preset)
+        return cls(
+            model, meta.keypoint_info, meta.input_hw, meta.heatmap_hw, device=device, preset=meta.preset,
+            decode_settings=meta.decode, decode_note=meta.decode_note,
+        )  # fmt: skip
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """(B,3,H,W) float32 normalised crops -> (B,K,h,w) float32 heatmaps (numpy, CPU)."""

@@ -2,8 +2,9 @@
 
 ``detector(image_bgr, image_key=None) -> (boxes_xywh float32 (N,4), scores float32 (N,))``
 
-Boxes are COCO ``xywh`` in image pixels of ``image_bgr`` (BGR uint8, (H,W,3)),
-clipped to the image and with positive width and height. ``image_key`` (a file
+Boxes are COCO ``xywh`` in image pixels of ``image_bgr`` (BGR uint8, (H,W,3)).
+The detectors that run a model clip their boxes to the image and keep positive sizes;
+:class:`CocoResultsDetector` returns a file's boxes as they are (the reference protocol). ``image_key`` (a file
 name or a COCO image id) is only used by detectors that read precomputed boxes
 from a file; the others ignore it.
 
@@ -25,14 +26,13 @@ Implementations:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
-from hsrpose.errors import DataError, HsrposeError
+from hsrpose.errors import HsrposeError
 
 __all__ = [
     "PersonDetector",
@@ -124,7 +124,9 @@ class CocoResultsDetector:
     annotation file's ``images``), or else a file name whose stem is the id
     (``000000391895.jpg`` -> 391895, COCO's naming). Only ``category_id == 1``
     (person) entries with ``score >= score_thr`` are used; the protocol keeps
-    every box (``score_thr=0.0``).
+    every box (``score_thr=0.0``). The file is read by :func:`hsrpose.data.detections.read_detections`,
+    the reader of ``hsrpose eval --boxes``: boxes come back exactly as in the file (float64, not
+    clipped, ``w``/``h`` <= 0 kept), so ``eval`` and ``predict`` crop the same pixels.
     """
 
     def __init__(
@@ -134,30 +136,17 @@ class CocoResultsDetector:
         score_thr: float = 0.0,
         category_id: int = 1,
     ) -> None:
-        source = str(results) if isinstance(results, (str, Path)) else "<in-memory results>"
+        from hsrpose.data.detections import parse_detections, read_detections
+
+        # The reader ``hsrpose eval --boxes`` uses: same entries, boxes as they are (float64).
         if isinstance(results, (str, Path)):
-            try:
-                with open(results, "r", encoding="utf-8") as f:
-                    results = json.load(f)
-            except (OSError, json.JSONDecodeError) as e:
-                raise DataError(f"{source}: cannot read detection results: {e}") from e
-        if not isinstance(results, list):
-            raise DataError(f"{source}: a COCO results file is a JSON list of detections")
+            det = read_detections(results, category_id=category_id, score_thr=score_thr)
+        else:
+            det = parse_detections(list(results), category_id=category_id, score_thr=score_thr)
         self.score_thr = float(score_thr)
-        self._by_image: dict[int, list[tuple[list[float], float]]] = {}
-        for i, det in enumerate(results):
-            try:
-                if int(det.get("category_id", 1)) != category_id:
-                    continue
-                image_id = int(det["image_id"])
-                box = [float(v) for v in det["bbox"]]
-                score = float(det.get("score", 1.0))
-                if len(box) != 4:
-                    raise ValueError(f"bbox has {len(box)} numbers, expected 4")
-            except (KeyError, TypeError, ValueError) as e:
-                raise DataError(f"{source}: detection #{i}: {e!r}") from e
-            if score >= self.score_thr:
-                self._by_image.setdefault(image_id, []).append((box, score))
+        self.source = det.source
+        self.num_skipped = sum(det.skipped.values())
+        self._by_image = det.by_image()
         self._file_names = dict(file_names or {})
 
     @property
@@ -179,12 +168,11 @@ class CocoResultsDetector:
         raise HsrposeError(f"coco detector: cannot map image {image_key!r} to an image id (give the annotation file's names)")
 
     def __call__(self, image_bgr: np.ndarray, image_key: str | int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        entries = self._by_image.get(self.resolve(image_key), [])
-        if not entries:
+        entry = self._by_image.get(self.resolve(image_key))
+        if entry is None:
             return _empty()
-        boxes = np.array([b for b, _ in entries], dtype=np.float64)
-        scores = np.array([s for _, s in entries], dtype=np.float64)
-        return clip_boxes_xywh(boxes, scores, image_bgr.shape[:2])
+        # Not clipped: the reference crops a file's boxes as they are (see hsrpose.data.detections).
+        return entry[0].copy(), entry[1].copy()
 
 
 # ----------------------------------------------------------------------------- (b) HOG

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from hsrpose.data.keypoints import KeypointInfo
+from hsrpose.decode_settings import DECODE_KEY, DecodeSettings
 from hsrpose.errors import CheckpointError
 
 __all__ = ["ONNX_FORMAT", "ONNX_FORMAT_VERSION", "Preprocessing", "OnnxPoseMeta", "OnnxRuntimeBackend"]
@@ -87,6 +88,10 @@ class OnnxPoseMeta:
     input_multiple: int = 1
     input_name: str = "images"
     output_name: str = "heatmaps"
+    # Decode settings (hsrpose.decode_settings, key "decode"); files exported before they
+    # were stored read back with the protocol defaults and ``decode_note`` set.
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+    decode_note: str | None = None
 
     def to_props(self) -> dict[str, str]:
         """String key -> string value, as ONNX ``metadata_props`` (JSON for structured values)."""
@@ -104,6 +109,7 @@ class OnnxPoseMeta:
             "input_multiple": str(self.input_multiple),
             "input_name": self.input_name,
             "output_name": self.output_name,
+            DECODE_KEY: json.dumps(self.decode.to_dict()),
         }
 
     @classmethod
@@ -140,6 +146,8 @@ class OnnxPoseMeta:
                 raise ValueError(f"expected 'true' or 'false', got {props[key]!r}")
             key = "opset"
             opset = int(get(key))
+            key = DECODE_KEY
+            decode, decode_note = DecodeSettings.from_metadata(props, str(source))
             key = "input_multiple"
             input_multiple = int(props.get(key, "1"))
             if input_multiple < 1:
@@ -156,6 +164,8 @@ class OnnxPoseMeta:
                 input_multiple=input_multiple,
                 input_name=props.get("input_name", "images"),
                 output_name=props.get("output_name", "heatmaps"),
+                decode=decode,
+                decode_note=decode_note,
             )
         except (KeyError, ValueError, TypeError) as e:  # a field inside a JSON value; JSONDecodeError is a ValueError
             raise CheckpointError(f"{source}: ONNX metadata key {key!r} is malformed: {e!r}") from None
@@ -238,6 +248,14 @@ class OnnxRuntimeBackend:
     @property
     def preprocessing(self) -> Preprocessing:
         return self.meta.preprocessing
+
+    @property
+    def decode_settings(self) -> DecodeSettings:
+        return self.meta.decode
+
+    @property
+    def decode_note(self) -> str | None:
+        return self.meta.decode_note
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """(B,3,H,W) float32 normalised -> (B,K,h,w) float32 heatmaps."""

@@ -24,15 +24,15 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from hsrpose.codec import HeatmapCodec
 from hsrpose.data.geometry import box_to_center_size, crop_affine, invert_affine, warp_crop
 from hsrpose.data.imageio import read_image_bgr
 from hsrpose.data.keypoints import KeypointInfo
 from hsrpose.data.transforms import to_input_array
+from hsrpose.decode_settings import DecodeSettings
 from hsrpose.errors import CheckpointError, HsrposeError
 from hsrpose.evaluation.nms import oks_nms
 from hsrpose.evaluation.rescoring import rescore
-from hsrpose.inference.detectors import PersonDetector, build_detector, clip_boxes_xywh
+from hsrpose.inference.detectors import CocoResultsDetector, PersonDetector, build_detector
 from hsrpose.inference.topdown import heatmaps_to_image, predict_heatmaps
 
 __all__ = ["PoseInstance", "PoseEstimator", "Crops", "make_crops", "normalise_crops", "as_bgr_uint8"]
@@ -88,17 +88,23 @@ class Crops:
     areas: np.ndarray
 
 
-def make_crops(image_bgr: np.ndarray, boxes_xywh: np.ndarray, input_hw: tuple[int, int], padding: float = 1.25) -> Crops:
-    """Crop every box: extended to the input's aspect ratio, enlarged by ``padding``, no rotation."""
+def make_crops(
+    image_bgr: np.ndarray, boxes_xywh: np.ndarray, input_hw: tuple[int, int], padding: float = 1.25, aspect_wh: float | None = None
+) -> Crops:
+    """Crop every box: extended to the aspect ratio ``aspect_wh`` (default: the input's), enlarged by ``padding``, no rotation.
+
+    Boxes are used as given (not clipped): the same crops as the evaluation dataset's.
+    """
     boxes = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
     h, w = int(input_hw[0]), int(input_hw[1])
+    aspect = w / h if aspect_wh is None else float(aspect_wh)
     n = len(boxes)
     images = np.zeros((n, h, w, 3), dtype=np.uint8)
     ms = np.zeros((n, 2, 3), dtype=np.float64)
     m_invs = np.zeros((n, 2, 3), dtype=np.float64)
     areas = np.zeros((n,), dtype=np.float64)
     for i, box in enumerate(boxes):
-        center, size_wh = box_to_center_size(box, aspect_wh=w / h, padding=padding)
+        center, size_wh = box_to_center_size(box, aspect_wh=aspect, padding=padding)
         m = crop_affine(center, size_wh, 0.0, (h, w))
         images[i] = warp_crop(image_bgr, m, (h, w))
         ms[i], m_invs[i] = m, invert_affine(m)
@@ -157,8 +163,18 @@ class PoseEstimator:
         box_score_thr: boxes below this detector score are dropped (protocol: 0.0).
         rescore_thr: keypoint score threshold of the rescoring (0.2).
         nms_thr: OKS-NMS threshold (0.9); None disables NMS.
-        padding: crop enlargement around the box (1.25).
-        dark: DARK sub-pixel decoding instead of the +-0.25 px shift.
+        decode: decode settings (sigma, decoder, box padding, aspect ratio, flip shift);
+            default: those stored in the weights (protocol defaults for older files).
+        padding: explicit box padding, overrides ``decode`` / the weights' (None = keep).
+        dark: explicit decoder choice (True = DARK, False = standard), overrides ``decode`` /
+            the weights' (None = keep).
+
+        exif_orientation: for images given as paths: apply the EXIF orientation tag (user
+            photos). None = yes, except with a ``coco:`` results-file detector, whose boxes
+            refer to the stored pixels as in the reference (``hsrpose eval`` reads them so).
+
+    ``decode_settings`` holds what is used; ``decode_note`` says when the weights stored none.
+    Given boxes (and a ``coco:`` file's) are cropped as they are, never clipped to the image.
     """
 
     def __init__(
@@ -173,8 +189,10 @@ class PoseEstimator:
         box_score_thr: float = 0.0,
         rescore_thr: float = 0.2,
         nms_thr: float | None = 0.9,
-        padding: float = 1.25,
-        dark: bool = False,
+        padding: float | None = None,
+        dark: bool | None = None,
+        decode: DecodeSettings | None = None,
+        exif_orientation: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise HsrposeError(f"batch_size must be >= 1, got {batch_size}")
@@ -187,7 +205,11 @@ class PoseEstimator:
             )
         self.keypoint_info: KeypointInfo = keypoint_info or info
         self.input_hw = tuple(int(v) for v in self.backend.input_hw)
-        self.codec = HeatmapCodec(self.input_hw, self.backend.heatmap_hw, dark=dark)
+        stored = getattr(self.backend, "decode_settings", None) or DecodeSettings()
+        self.decode_note: str | None = None if decode is not None else getattr(self.backend, "decode_note", None)
+        self.use_decode(
+            (decode or stored).replace(box_padding=padding, decoder=None if dark is None else ("dark" if dark else "standard"))
+        )
         # A spec string is turned into a detector at its first use, so that a caller who
         # always passes boxes never needs the default detector's dependencies.
         self.detector: str | PersonDetector | None = detector
@@ -197,7 +219,21 @@ class PoseEstimator:
         self.box_score_thr = float(box_score_thr)
         self.rescore_thr = float(rescore_thr)
         self.nms_thr = nms_thr
-        self.padding = float(padding)
+        self.exif_orientation = exif_orientation
+
+    def reads_exif(self) -> bool:
+        """Whether images given as paths are read with their EXIF orientation applied."""
+        if self.exif_orientation is not None:
+            return bool(self.exif_orientation)
+        d = self.detector
+        return not (isinstance(d, CocoResultsDetector) or (isinstance(d, str) and d.strip().lower().startswith("coco:")))
+
+    def use_decode(self, settings: DecodeSettings) -> None:
+        """Decode (and crop) with ``settings`` from now on: codec, box padding, aspect ratio, flip shift."""
+        self.decode_settings: DecodeSettings = settings
+        self.codec = settings.codec(self.input_hw, self.backend.heatmap_hw)
+        self.padding = float(settings.box_padding)
+        self.aspect_wh = settings.aspect_for(self.input_hw)
 
     @classmethod
     def from_model(
@@ -241,11 +277,11 @@ class PoseEstimator:
             key = image_keys[i] if image_keys is not None else None
             if isinstance(img, (str, Path)):
                 key = Path(img).name if key is None else key
-                bgr = read_image_bgr(img)
+                bgr = read_image_bgr(img, exif_orientation=self.reads_exif())
             else:
                 bgr = as_bgr_uint8(img)
             b, s = self._boxes(bgr, None if boxes is None else boxes[i], key)
-            per_image.append((b, s, make_crops(bgr, b, self.input_hw, self.padding)))
+            per_image.append((b, s, make_crops(bgr, b, self.input_hw, self.padding, self.aspect_wh)))
         if not any(len(c.images) for _, _, c in per_image):
             return [[] for _ in range(n)]
         crops = np.concatenate([c.images for _, _, c in per_image])
@@ -273,8 +309,14 @@ class PoseEstimator:
             b, s = self.detector(image, key)
         else:
             raise HsrposeError("no detector configured: pass person boxes to the call")
-        b, s = clip_boxes_xywh(b, s, image.shape[:2])
-        keep = s >= self.box_score_thr
+        # As the reference: boxes are not clipped to the image and w/h <= 0 is kept; only a
+        # box that gives no crop at all (non-finite, or zero size after the aspect fix) is
+        # dropped -- the evaluation dataset marks the same boxes invalid.
+        b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+        s = np.asarray(s, dtype=np.float64).reshape(-1)
+        if len(s) != len(b):
+            raise HsrposeError(f"{len(b)} boxes but {len(s)} scores")
+        keep = (s >= self.box_score_thr) & np.isfinite(s) & np.array([_croppable(x, self.aspect_wh, self.padding) for x in b], bool)
         return b[keep], s[keep]
 
     def _keypoints(self, crops: np.ndarray, m_inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -295,7 +337,7 @@ class PoseEstimator:
             return hm
 
         for i in range(0, len(inputs), self.batch_size):
-            hm = predict_heatmaps(network, inputs[i : i + self.batch_size], flip_index, codec=self.codec)
+            hm = predict_heatmaps(network, inputs[i : i + self.batch_size], flip_index, codec=self.codec, shift=self.decode_settings.flip_shift)
             k, s = heatmaps_to_image(hm, m_inv[i : i + self.batch_size], self.codec)
             kpts.append(k)
             scores.append(s)
@@ -322,6 +364,14 @@ class PoseEstimator:
             )
             for i in order
         ]
+
+
+def _croppable(box: np.ndarray, aspect_wh: float, padding: float) -> bool:
+    """True when ``box`` gives a crop (finite, positive width after the aspect fix)."""
+    if not np.all(np.isfinite(box)):
+        return False
+    _, size_wh = box_to_center_size(box, aspect_wh, padding)
+    return bool(np.isfinite(size_wh[0]) and size_wh[0] > 0)
 
 
 def _describe(weights: Any) -> str:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
+from hsrpose.decode_settings import DecodeSettings
 from hsrpose.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -102,6 +103,9 @@ class ModelMeta:
     keypoint_info: "KeypointInfo"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     format: str = "hsrpose-weights"
+    # The decode settings the file stores (protocol defaults for older files, with decode_note set).
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+    decode_note: str | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -122,7 +126,9 @@ def read_checkpoint_file(path: str | Path, trust_pickle: bool = False) -> tuple[
         raise CheckpointError(f"{p}: no such file")
     with open(p, "rb") as f:
         head = f.read(9)
-    if head[:4] == _ZIP_MAGIC or (head[:1] and head[0] == _PICKLE_PROTO):
+    # A pickle starts with PROTO (0x80) and the protocol number (2..5); a safetensors file whose
+    # header length ends in byte 0x80 starts with 0x80 too, so the second byte decides.
+    if head[:4] == _ZIP_MAGIC or (len(head) > 1 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5):
         try:
             with _numpy_array_globals():
                 return torch.load(p, map_location="cpu", weights_only=True), None
@@ -373,7 +379,7 @@ def _apply(
 
 
 def _metadata(model: "nn.Module", preset: str, keypoint_info: "KeypointInfo", model_kwargs: Mapping[str, Any] | None,
-              input_hw: tuple[int, int] | None) -> dict[str, Any]:  # fmt: skip
+              input_hw: tuple[int, int] | None, decode: DecodeSettings | None = None) -> dict[str, Any]:  # fmt: skip
     from hsrpose import __version__
     from hsrpose.models.registry import get_preset
 
@@ -391,6 +397,7 @@ def _metadata(model: "nn.Module", preset: str, keypoint_info: "KeypointInfo", mo
         "num_keypoints": num_keypoints,
         "input_hw": list(hw),
         "keypoint_info": keypoint_info.to_dict(),
+        "decode": (decode if decode is not None else DecodeSettings()).to_dict(),
     }
 
 
@@ -401,16 +408,18 @@ def save_pose_model(
     keypoint_info: "KeypointInfo",
     model_kwargs: Mapping[str, Any] | None = None,
     input_hw: tuple[int, int] | None = None,
+    decode: DecodeSettings | None = None,
 ) -> None:
     """Write hsrpose weights atomically: ``.pth`` (torch.save dict) or ``.safetensors`` (metadata as JSON).
 
     ``model_kwargs`` are the extra ``create_model`` arguments the model was built with;
-    ``input_hw`` defaults to the preset's.
+    ``input_hw`` defaults to the preset's; ``decode`` (the settings the model was trained
+    and validated with) defaults to the protocol's.
     """
     from hsrpose.utils.io import atomic_save, atomic_torch_save
 
     p = Path(path)
-    meta = _metadata(model, preset, keypoint_info, model_kwargs, input_hw)
+    meta = _metadata(model, preset, keypoint_info, model_kwargs, input_hw, decode)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if p.suffix == ".safetensors":
         from safetensors.torch import save_file
@@ -461,6 +470,7 @@ def load_pose_model(path: str | Path, device: str = "cpu", trust_pickle: bool = 
         _apply(model, sd, [], lambda key: False, "hsrpose")
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
+    decode, decode_note = DecodeSettings.from_metadata(info, str(path))
     meta = ModelMeta(
         preset=preset,
         num_keypoints=k,
@@ -469,5 +479,7 @@ def load_pose_model(path: str | Path, device: str = "cpu", trust_pickle: bool = 
         keypoint_info=kp,
         model_kwargs=kwargs,
         format=str(info.get("format", "hsrpose-weights")),
+        decode=decode,
+        decode_note=decode_note,
     )
     return model.to(device).eval(), meta
