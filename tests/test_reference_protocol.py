@@ -142,6 +142,21 @@ def test_train_without_pretrained_warns_once(coco_mini: Path, tmp_path: Path, ca
 # ----------------------------------------------------------------------------- 3. one box reader
 
 
+class Recorder:
+    """Heatmap backend stand-in that keeps every network input it is given (zero heatmaps out)."""
+
+    keypoint_info = COCO_KEYPOINTS
+
+    def __init__(self, input_hw: tuple[int, int] = (64, 48)) -> None:
+        self.input_hw = input_hw
+        self.heatmap_hw = (input_hw[0] // 4, input_hw[1] // 4)
+        self.seen: list[np.ndarray] = []
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.seen.append(x.copy())
+        return np.zeros((len(x), 17, *self.heatmap_hw), np.float32)
+
+
 def test_eval_and_predict_crop_the_same_detection_boxes(coco_mini: Path, tmp_path: Path) -> None:
     """HRNet ``COCODataset._load_coco_person_detection_results`` + ``_xywh2cs``: boxes as they are,
     including boxes that cross the image border and w <= 0; eval and predict give identical crops."""
@@ -166,19 +181,11 @@ def test_eval_and_predict_crop_the_same_detection_boxes(coco_mini: Path, tmp_pat
     assert all(it["valid"] for it in items)
 
     # predict --detector coco:FILE: PoseEstimator with the results-file detector; record what the network sees
-    seen: list[np.ndarray] = []
-
-    class Recorder:
-        input_hw, heatmap_hw, keypoint_info = (256, 192), (64, 48), COCO_KEYPOINTS
-
-        def __call__(self, x: np.ndarray) -> np.ndarray:
-            seen.append(x.copy())
-            return np.zeros((len(x), 17, 64, 48), np.float32)
-
+    rec = Recorder((256, 192))
     det = CocoResultsDetector(det_file, file_names={im["file_name"]: im["id"]})
-    est = PoseEstimator(Recorder(), detector=det, flip_test=False, nms_thr=None)
+    est = PoseEstimator(rec, detector=det, flip_test=False, nms_thr=None)
     est(coco_mini / "train2017" / im["file_name"])
-    crops = np.concatenate(seen)
+    crops = np.concatenate(rec.seen)
     assert crops.shape[0] == len(boxes)
     for i, it in enumerate(items):
         np.testing.assert_array_equal(crops[i], it["image"].numpy())
@@ -192,20 +199,12 @@ def test_eval_and_predict_crop_the_same_detection_boxes(coco_mini: Path, tmp_pat
 
 
 def test_pose_estimator_does_not_clip_given_boxes() -> None:
-    seen: list[np.ndarray] = []
-
-    class Recorder:
-        input_hw, heatmap_hw, keypoint_info = (64, 48), (16, 12), COCO_KEYPOINTS
-
-        def __call__(self, x: np.ndarray) -> np.ndarray:
-            seen.append(x)
-            return np.zeros((len(x), 17, 16, 12), np.float32)
-
+    rec = Recorder()
     image = np.random.default_rng(1).integers(0, 255, (100, 80, 3), dtype=np.uint8)
     box = np.array([[-30.0, -10.0, 60.0, 90.0]])
-    res = PoseEstimator(Recorder(), detector=None, flip_test=False, nms_thr=None)(image, box)
+    res = PoseEstimator(rec, detector=None, flip_test=False, nms_thr=None)(image, box)
     np.testing.assert_array_equal(res[0].box_xywh, box[0])
-    np.testing.assert_array_equal(seen[0][0], normalise_crops(make_crops(image, box, (64, 48)).images)[0])
+    np.testing.assert_array_equal(rec.seen[0][0], normalise_crops(make_crops(image, box, (64, 48)).images)[0])
 
 
 # ----------------------------------------------------------------------------- 6. custom keypoint sets in eval
@@ -278,18 +277,27 @@ def test_predict_reads_dataset_images_as_stored_with_a_results_file(tmp_path: Pa
     box = [10.0, 20.0, 60.0, 120.0]
     det_file = tmp_path / "d.json"
     det_file.write_text(json.dumps([{"image_id": 42, "category_id": 1, "bbox": box, "score": 1.0}]))
-    seen: list[np.ndarray] = []
-
-    class Recorder:
-        input_hw, heatmap_hw, keypoint_info = (64, 48), (16, 12), COCO_KEYPOINTS
-
-        def __call__(self, x: np.ndarray) -> np.ndarray:
-            seen.append(x)
-            return np.zeros((len(x), 17, 16, 12), np.float32)
-
-    PoseEstimator(Recorder(), detector=f"coco:{det_file}", flip_test=False)(path)
+    rec = Recorder()
+    PoseEstimator(rec, detector=f"coco:{det_file}", flip_test=False)(path)
     stored = normalise_crops(make_crops(raw, np.array([box]), (64, 48)).images)[0]
-    np.testing.assert_array_equal(seen[-1][0], stored)
-    PoseEstimator(Recorder(), detector=None, flip_test=False)(path, np.array([box]))
+    np.testing.assert_array_equal(rec.seen[-1][0], stored)
+    PoseEstimator(rec, detector=None, flip_test=False)(path, np.array([box]))
     shown = normalise_crops(make_crops(np.ascontiguousarray(raw[::-1, ::-1]), np.array([box]), (64, 48)).images)[0]
-    np.testing.assert_array_equal(seen[-1][0], shown)
+    np.testing.assert_array_equal(rec.seen[-1][0], shown)
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path: Path) -> None:
+    """Storing the decode settings grew the header; a length whose low byte is 0x80 (pickle's PROTO)
+    must still be read as safetensors."""
+    from safetensors.torch import save_file
+
+    from hsrpose.models.weights import read_checkpoint_file
+
+    path = tmp_path / "w.safetensors"
+    for pad in range(300):
+        save_file({"x": torch.zeros(2)}, str(path), metadata={"hsrpose": "{}", "pad": "p" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    obj, meta = read_checkpoint_file(path)
+    assert meta is not None and meta["hsrpose"] == "{}" and set(obj) == {"x"}

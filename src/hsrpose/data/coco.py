@@ -30,7 +30,6 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-from hsrpose.data.detections import read_detections
 from hsrpose.data.keypoints import KeypointInfo
 from hsrpose.errors import DataError
 from hsrpose.utils.io import read_json
@@ -317,12 +316,11 @@ def _load_detections(
     score_thr: float,
     report: LoadReport,
 ) -> list[Instance]:
-    # The one detection reader (reference rules: boxes as they are, w/h <= 0 kept).
-    det = read_detections(det_file, category_id=cat_id, score_thr=score_thr)
-    report.skipped.update(det.skipped)
-    report.filtered.update(det.filtered)
-    for reason, examples in det.examples.items():
-        report.examples.setdefault(reason, []).extend(examples)
+    # The one detection reader (reference rules: boxes as they are, w/h <= 0 kept); it imports
+    # LoadReport from here, hence the import in the function.
+    from hsrpose.data.detections import read_detections
+
+    det = read_detections(det_file, category_id=cat_id, score_thr=score_thr, report=report)
     out: list[Instance] = []
     for d in det.detections:
         if d.image_id not in image_by_id:

@@ -19,22 +19,18 @@ No torch here.
 
 from __future__ import annotations
 
-import logging
 import math
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from hsrpose.data.coco import LoadReport
 from hsrpose.errors import DataError
 from hsrpose.utils.io import read_json
 
 __all__ = ["Detection", "DetectionFile", "read_detections", "parse_detections"]
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class Detection:
@@ -55,13 +51,11 @@ class Detection:
 
 @dataclass
 class DetectionFile:
-    """The used detections and what was left out (``skipped``: bad records; ``filtered``: rules)."""
+    """The used detections; ``report`` counts what was left out (``skipped``: bad records, ``filtered``: rules)."""
 
     source: str
     detections: list[Detection]
-    skipped: Counter = field(default_factory=Counter)
-    filtered: Counter = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
+    report: LoadReport
 
     def by_image(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """image id -> (boxes (N,4) float64 xywh, scores (N,) float64), in file order."""
@@ -73,27 +67,26 @@ class DetectionFile:
             for i, ds in groups.items()
         }
 
-    def _skip(self, reason: str, message: str) -> None:
-        self.skipped[reason] += 1
-        ex = self.examples.setdefault(reason, [])
-        if len(ex) < 5:
-            ex.append(message)
-        log.warning("%s: skipped %s", self.source, message)
 
+def read_detections(
+    det_file: str | Path, category_id: int = 1, score_thr: float = 0.0, report: LoadReport | None = None
+) -> DetectionFile:
+    """Read a COCO detection results file (JSON list of ``{image_id, category_id, bbox, score}``).
 
-def read_detections(det_file: str | Path, category_id: int = 1, score_thr: float = 0.0) -> DetectionFile:
-    """Read a COCO detection results file (JSON list of ``{image_id, category_id, bbox, score}``)."""
+    ``report``: where skipped and filtered records are counted (a new one by default).
+    """
     data = read_json(det_file)
-    return parse_detections(data, str(det_file), category_id, score_thr)
+    return parse_detections(data, str(det_file), category_id, score_thr, report)
 
 
 def parse_detections(
-    data: Any, source: str = "<in-memory results>", category_id: int = 1, score_thr: float = 0.0
+    data: Any, source: str = "<in-memory results>", category_id: int = 1, score_thr: float = 0.0, report: LoadReport | None = None
 ) -> DetectionFile:
     """The rules of :func:`read_detections` on already-parsed JSON (a list of entries)."""
     if not isinstance(data, list):
         raise DataError(f"{source}: a detection results file is a JSON list, got {type(data).__name__}")
-    out = DetectionFile(source=source, detections=[])
+    out = DetectionFile(source=source, detections=[], report=report if report is not None else LoadReport(source=source))
+    rep = out.report
     for i, rec in enumerate(data):
         # Not a results file at all: an error naming the record (as load_coco does for annotations).
         if not isinstance(rec, Mapping):
@@ -103,25 +96,25 @@ def parse_detections(
             raise DataError(f"{source}: detections[{i}] lacks field(s) {missing}")
         # An entry without category_id is taken as a person box (files of person-only detectors).
         if rec.get("category_id", category_id) != category_id:
-            out.filtered["other category"] += 1
+            rep.filtered["other category"] += 1
             continue
         score = rec["score"]
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-            out._skip("bad score", f"detection [{i}]: score {score!r} is not a finite number")
+            rep.skip("bad score", f"detection [{i}]: score {score!r} is not a finite number")
             continue
         if score < score_thr:
-            out.filtered["below score threshold"] += 1
+            rep.filtered["below score threshold"] += 1
             continue
         image_id = rec["image_id"]
         if isinstance(image_id, bool) or not isinstance(image_id, (int, float)) or not float(image_id).is_integer():
-            out._skip("bad image id", f"detection [{i}]: image_id {image_id!r} is not an integer")
+            rep.skip("bad image id", f"detection [{i}]: image_id {image_id!r} is not an integer")
             continue
         try:
             box = np.asarray(rec["bbox"], dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
             box = np.zeros(0)
         if box.shape != (4,) or not np.all(np.isfinite(box)):
-            out._skip("bad box", f"detection [{i}] (image {image_id}): bbox {rec['bbox']!r} is not 4 finite numbers")
+            rep.skip("bad box", f"detection [{i}] (image {image_id}): bbox {rec['bbox']!r} is not 4 finite numbers")
             continue
         out.detections.append(Detection(i, int(image_id), box, float(score)))
     return out

@@ -145,7 +145,7 @@ class CocoResultsDetector:
             det = parse_detections(list(results), category_id=category_id, score_thr=score_thr)
         self.score_thr = float(score_thr)
         self.source = det.source
-        self.num_skipped = sum(det.skipped.values())
+        self.num_skipped = det.report.num_skipped
         self._by_image = det.by_image()
         self._file_names = dict(file_names or {})
 
