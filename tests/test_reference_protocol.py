@@ -301,3 +301,20 @@ def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pic
     assert path.read_bytes()[0] == 0x80
     obj, meta = read_checkpoint_file(path)
     assert meta is not None and meta["hsrpose"] == "{}" and set(obj) == {"x"}
+
+
+def test_a_box_that_gives_no_crop_is_skipped_and_reported(coco_mini: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """w = h = 0 (the aspect fix cannot give it a size): eval marks the item invalid, predict skips it, both say so."""
+    rec = Recorder()
+    image = np.zeros((50, 40, 3), np.uint8)
+    with caplog.at_level("WARNING"):
+        res = PoseEstimator(rec, detector=None, flip_test=False)(image, np.array([[5.0, 5.0, 0.0, 0.0], [5.0, 5.0, 20.0, 30.0]]))
+    assert len(res) == 1 and len(rec.seen[0]) == 1
+    assert "1 box(es) give no crop" in caplog.text
+
+    # the evaluation dataset: the same box gives an invalid item (skipped and counted by evaluate)
+    from hsrpose.data.coco import Instance
+
+    inst = Instance(1, 0, "000000535506.jpg", np.array([5.0, 5.0, 0.0, 0.0]), np.zeros((17, 3)), 1.0, 0.0, None)
+    ds = TopDownDataset([inst], coco_mini / "train2017", (64, 48), DecodeSettings().codec((64, 48), (16, 12)))
+    assert not ds[0]["valid"]

@@ -17,6 +17,7 @@ deployment without torch.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,6 +37,8 @@ from hsrpose.inference.detectors import CocoResultsDetector, PersonDetector, bui
 from hsrpose.inference.topdown import heatmaps_to_image, predict_heatmaps
 
 __all__ = ["PoseInstance", "PoseEstimator", "Crops", "make_crops", "normalise_crops", "as_bgr_uint8"]
+
+log = logging.getLogger(__name__)
 
 # Boxes given instead of running the detector: (N,4) xywh (scores 1) or (boxes (N,4), scores (N,)).
 BoxesInput = Any
@@ -316,7 +319,10 @@ class PoseEstimator:
         s = np.asarray(s, dtype=np.float64).reshape(-1)
         if len(s) != len(b):
             raise HsrposeError(f"{len(b)} boxes but {len(s)} scores")
-        keep = (s >= self.box_score_thr) & np.isfinite(s) & np.array([_croppable(x, self.aspect_wh, self.padding) for x in b], bool)
+        croppable = np.array([_croppable(x, self.aspect_wh, self.padding) for x in b], bool).reshape(-1)
+        if not croppable.all():
+            log.warning("image %s: %d box(es) give no crop (non-finite or zero size) and were skipped", key, int((~croppable).sum()))
+        keep = (s >= self.box_score_thr) & np.isfinite(s) & croppable
         return b[keep], s[keep]
 
     def _keypoints(self, crops: np.ndarray, m_inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
