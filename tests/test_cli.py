@@ -11,7 +11,7 @@ from hsrpose.cli import VERBS, main
 
 @pytest.mark.parametrize("verb", sorted(VERBS))
 def test_every_verb_has_a_module(verb: str) -> None:
-    mod = importlib.import_module(f"hsrpose.commands.{verb}")
+    mod = importlib.import_module(f"hsrpose.commands.{verb.replace('-', '_')}")
     assert callable(mod.add_arguments) and callable(mod.run)
 
 

@@ -17,7 +17,7 @@ from typing import Sequence
 from hsrpose.config import ConfigError
 from hsrpose.errors import HsrposeError
 
-# verb -> one-line help. The module is hsrpose.commands.<verb>.
+# verb -> one-line help. The module is hsrpose.commands.<verb> (a "-" in the verb is "_" in the module name).
 VERBS: dict[str, str] = {
     "demo": "generate a synthetic dataset, train, evaluate and draw a small model in minutes on CPU",
     "models": "list every model preset (paper row, params, GMACs, heatmap size)",
@@ -28,11 +28,12 @@ VERBS: dict[str, str] = {
     "score": "score a COCO keypoint results file against ground truth",
     "predict": "run pose estimation on images, folders or videos",
     "export": "export weights to ONNX",
+    "import-onnx": "write a copy of a foreign top-down ONNX model with hsrpose's metadata",
 }
 
 
 def _load(verb: str):  # type: ignore[no-untyped-def]
-    return importlib.import_module(f"hsrpose.commands.{verb}")
+    return importlib.import_module(f"hsrpose.commands.{verb.replace('-', '_')}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

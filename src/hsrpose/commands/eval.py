@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # ``key=value`` overrides may follow options, as in ``hsrpose train`` (plain parse_args
     # takes positionals only from the first group and rejects the rest).
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
-    parser.add_argument("preset", metavar="PRESET", help="model preset the weights belong to (see 'hsrpose models')")
+    parser.add_argument("preset", metavar="PRESET", nargs="?", default=None,
+                        help="model preset the weights belong to (see 'hsrpose models'); optional for files that "
+                        "name it (hsrpose weights) or show it (SimpleBaseline/mmpose shapes) and for .onnx files")  # fmt: skip
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -39,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="EvalConfig overrides, e.g. flip_test=false soft_nms=true oks_nms_thr=0.9 in_vis_thr=0.2; "
         "a custom keypoint set: oks_sigmas=[...] flip_pairs=[[1,2],...] (default: the category's 'sigmas')",
     )
-    parser.add_argument("--weights", required=True, help="hsrpose weights / training checkpoint, or a SimpleBaseline "
-                        "pose_resnet checkpoint for the simplebaseline_* presets")  # fmt: skip
+    parser.add_argument("--weights", required=True, help="hsrpose weights / training checkpoint, a SimpleBaseline "
+                        "pose_resnet or mmpose checkpoint, or an .onnx file (run with onnxruntime)")  # fmt: skip
     parser.add_argument("--data-root", default=None, help="COCO folder with annotations/person_keypoints_val2017.json and val2017/")
     boxes = parser.add_mutually_exclusive_group(required=True)
     boxes.add_argument("--boxes", metavar="DET.json", help="person detection results (COCO format): the published protocol")
@@ -54,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--det-score-thr", type=float, default=None, help="keep boxes with score >= this (default 0.0)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow full unpickling of a trusted checkpoint")
     add_decode_arguments(parser)
+    from hsrpose.commands.model_options import add_onnx_options
+
+    add_onnx_options(parser)
 
 
 def _resolve_paths(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -69,36 +74,41 @@ def _resolve_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     return ann, images
 
 
-def load_model_for_preset(preset: str, weights: Path, device: str, trust_pickle: bool = False) -> tuple[Any, Any]:
-    """``(model, ModelMeta or None)`` for ``preset`` from ``weights``.
+def load_model_for_preset(
+    preset: str | None, weights: Path, device: str, trust_pickle: bool = False, onnx_spec: Any = None,
+    keypoint_info: Any = None,
+) -> tuple[Any, Any]:  # fmt: skip
+    """``(model, ModelMeta)`` of ``weights``: a torch model, or for ``.onnx`` a callable around onnxruntime.
 
-    hsrpose files carry their preset: it must equal ``preset`` (a different preset means a
+    hsrpose files carry their preset: a given ``preset`` must equal it (a different preset means a
     different network or input size, so the numbers would not be what the user asked for).
-    SimpleBaseline/HRNet-repo ``pose_resnet`` checkpoints carry none: they are loaded into
-    ``preset`` and every model tensor must come from the file.
+    SimpleBaseline ``pose_resnet`` and mmpose checkpoints are built as ``preset`` or as the preset
+    their tensor shapes show; every model tensor must come from the file.
     """
-    from hsrpose.models import create_model, get_preset
-    from hsrpose.models.weights import detect_format, load_pose_model, load_weights, read_checkpoint_file
+    from hsrpose.models.foreign import load_any_pose_model
+    from hsrpose.models.weights import ModelMeta
 
-    get_preset(preset)  # unknown names fail here, with near misses
-    obj, st_meta = read_checkpoint_file(weights, trust_pickle=trust_pickle)
-    fmt = detect_format(obj, st_meta)
-    del obj
-    if fmt == "hsrpose":
-        model, meta = load_pose_model(weights, device=device, trust_pickle=trust_pickle)
-        if meta.preset != preset:
-            raise HsrposeError(
-                f"{weights} holds weights of preset {meta.preset!r} (input {meta.input_hw[0]}x{meta.input_hw[1]}), "
-                f"not {preset!r}: run 'hsrpose eval {meta.preset} ...'"
-            )
-        return model, meta
-    if fmt != "pose_resnet":
-        raise CheckpointError(f"{weights}: a {fmt} backbone checkpoint, not a pose model (no heatmap head)")
-    model = create_model(preset)
-    report = load_weights(model, weights, format=fmt, trust_pickle=trust_pickle)
-    if report.missing:
-        raise CheckpointError(f"{weights}: does not fit preset {preset!r}: {report.summary()}")
-    return model.to(device).eval(), None
+    if weights.suffix.lower() == ".onnx":
+        from hsrpose.inference.foreign_onnx import as_torch_model, open_onnx_backend
+
+        backend = open_onnx_backend(weights, onnx_spec)
+        meta = ModelMeta(preset=str(backend.preset), num_keypoints=backend.keypoint_info.num_keypoints,
+                         input_hw=tuple(backend.input_hw), heatmap_hw=tuple(backend.heatmap_hw),  # type: ignore[arg-type]
+                         keypoint_info=backend.keypoint_info, format="onnx",
+                         decode=backend.decode_settings, decode_note=backend.decode_note)  # fmt: skip
+        return as_torch_model(backend), meta
+    if preset is not None:
+        from hsrpose.models import get_preset
+
+        get_preset(preset)  # unknown names fail here, with near misses
+    hw = getattr(onnx_spec, "input_hw", None)
+    try:
+        return load_any_pose_model(weights, device=device, preset=preset, input_hw=hw, keypoint_info=keypoint_info,
+                                   trust_pickle=trust_pickle)  # fmt: skip
+    except CheckpointError as e:
+        if "holds weights of preset" in str(e):
+            raise HsrposeError(f"{e}: run 'hsrpose eval' without a preset or with that one") from None
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,13 +117,15 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.config import apply_overrides
     from hsrpose.data.coco import load_coco
     from hsrpose.data.dataset import TopDownDataset
-    from hsrpose.decode_settings import DecodeSettings, decode_overrides, resolve_decode
+    from hsrpose.decode_settings import decode_overrides, resolve_decode
     from hsrpose.engine.evaluate import EvalConfig, evaluate
     from hsrpose.evaluation.cocoeval import format_metrics
-    from hsrpose.models import get_preset
     from hsrpose.utils.io import atomic_write_json
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.preset is not None and "=" in args.preset:  # an override in the optional preset's place
+        args.overrides.insert(0, args.preset)
+        args.preset = None
     cfg = apply_overrides(EvalConfig(), args.overrides)
     if args.batch_size is not None:
         cfg.batch_size = args.batch_size
@@ -130,37 +142,34 @@ def run(args: argparse.Namespace) -> int:
         raise HsrposeError(f"detection file not found: {args.boxes}")
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
 
-    model, meta = load_model_for_preset(args.preset, weights, device, trust_pickle=args.trust_pickle)
-    preset = get_preset(args.preset)
-    input_hw = tuple(meta.input_hw) if meta else preset.input_hw
-    heatmap_hw = tuple(meta.heatmap_hw) if meta else preset.heatmap_hw
+    from hsrpose.commands.model_options import keypoints_from_args, onnx_spec_from_args
+
+    model, meta = load_model_for_preset(args.preset, weights, device, trust_pickle=args.trust_pickle,
+                                        onnx_spec=onnx_spec_from_args(args), keypoint_info=keypoints_from_args(args))  # fmt: skip
+    input_hw, heatmap_hw = tuple(meta.input_hw), tuple(meta.heatmap_hw)
 
     # Decode settings: those stored with the weights; an explicit option (or a dotted
     # shift_heatmap=...) overrides one. Foreign and older files get the protocol defaults.
-    if meta is None:
-        stored, note = DecodeSettings(), f"note: {weights} is not an hsrpose file and stores no decode settings; using the protocol defaults"
-    else:
-        stored, note = meta.decode, meta.decode_note
     overrides = decode_overrides(args)
     if any(o.split("=", 1)[0].strip() == "shift_heatmap" for o in args.overrides):
         overrides.setdefault("flip_shift", cfg.shift_heatmap)
-    decode = resolve_decode(stored, overrides)
+    decode = resolve_decode(meta.decode, overrides)
     cfg.shift_heatmap = decode.flip_shift
-    if note:
-        print(f"# {note}")
+    if meta.decode_note:
+        print(f"# {meta.decode_note}")
 
     # Keypoint set: the weights' names and flip pairs (the model's channels); OKS sigmas of the
     # scored category: eval setting oks_sigmas, else the category's 'sigmas', else COCO's
     # (COCO person), else the weights'.
     kw: dict[str, Any] = {"oks_sigmas": cfg.oks_sigmas, "flip_pairs": cfg.flip_pairs,
-                          "fallback_oks_sigmas": meta.keypoint_info.sigmas if meta else None}  # fmt: skip
+                          "fallback_oks_sigmas": meta.keypoint_info.sigmas}  # fmt: skip
     if args.gt_boxes:
         coco = load_coco(ann, mode="gt", **kw)
         box_line = f"# boxes: ground truth of {ann} (NOT the published protocol: about +2 AP over detector boxes)"
     else:
         coco = load_coco(ann, mode="det", det_file=args.boxes, score_thr=cfg.det_score_thr, **kw)
         box_line = f"# boxes: detector file {args.boxes} (score >= {cfg.det_score_thr:g}), cropped as they are (reference rules)"
-    model_kinfo = meta.keypoint_info if meta else coco.keypoint_info
+    model_kinfo = meta.keypoint_info
     if model_kinfo.num_keypoints != coco.keypoint_info.num_keypoints:
         raise HsrposeError(
             f"the model predicts {model_kinfo.num_keypoints} keypoints, {ann} has {coco.keypoint_info.num_keypoints}"
@@ -179,10 +188,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     results, metrics = evaluate(model, dataset, codec, kinfo, cfg, device=device, gt=ann)
     seconds = time.perf_counter() - t0
-    out = Path(args.out) if args.out else Path(f"{args.preset}_{'gtboxes' if args.gt_boxes else 'detboxes'}_results.json")
+    name = args.preset or (weights.stem if meta.format == "onnx" else meta.preset)
+    out = Path(args.out) if args.out else Path(f"{name}_{'gtboxes' if args.gt_boxes else 'detboxes'}_results.json")
     atomic_write_json(out, results)
 
-    print(f"# model: {args.preset} ({input_hw[0]}x{input_hw[1]}) weights {weights}")
+    print(f"# model: {meta.preset} ({input_hw[0]}x{input_hw[1]}, {meta.format}) weights {weights}")
     print(box_line)
     print(f"# decode: {decode.describe(input_hw)}")
     print(f"# keypoints: {kinfo.num_keypoints} ({', '.join(kinfo.names[:3])}, ...); OKS sigmas {[round(v, 4) for v in kinfo.sigmas]}")

@@ -16,7 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hsrpose.decode_settings import add_decode_arguments
     from hsrpose.export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
-    parser.add_argument("--weights", required=True, help="hsrpose weights (.pth / .safetensors) or training checkpoint")
+    parser.add_argument("--weights", required=True, help="hsrpose weights (.pth / .safetensors), training checkpoint, "
+                        "or a SimpleBaseline pose_resnet / mmpose checkpoint")
+    parser.add_argument("--preset", default=None, help="preset of a foreign checkpoint (default: inferred from its shapes)")
+    parser.add_argument("--input-size", default=None, metavar="HxW", help="input size of a foreign checkpoint (picks "
+                        "between presets that differ only in it; default 256x192)")
+    parser.add_argument("--keypoints", default=None, metavar="coco17|CATEGORY.json", help="keypoint set of a foreign "
+                        "checkpoint (default coco17)")  # fmt: skip
     parser.add_argument(
         "--format", default="onnx", choices=["onnx"], help="output format (no TorchScript: torch.jit is deprecated)"
     )
@@ -43,14 +49,16 @@ def run(args: argparse.Namespace) -> int:
 
     from hsrpose.decode_settings import decode_overrides, resolve_decode
     from hsrpose.export import describe, export_onnx, onnx_parity
-    from hsrpose.models.weights import load_pose_model
+    from hsrpose.commands.model_options import keypoints_from_args, parse_hw
+    from hsrpose.models.foreign import load_any_pose_model
 
     weights, out = Path(args.weights), Path(args.out)
     if not weights.is_file():
         raise HsrposeError(f"{weights}: weights file not found")
     if out.suffix.lower() != ".onnx":
         raise HsrposeError(f"--out {out}: expected a file name ending in .onnx")
-    model, info = load_pose_model(weights, device="cpu")
+    hw = parse_hw(args.input_size) if args.input_size else None
+    model, info = load_any_pose_model(weights, device="cpu", preset=args.preset, input_hw=hw, keypoint_info=keypoints_from_args(args))
     if info.decode_note:
         print(info.decode_note, file=sys.stderr)
     # The weights' decode settings travel into the ONNX metadata; an explicit option overrides one.

@@ -37,8 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hsrpose.inference.detectors import DETECTOR_SPECS
 
     parser.add_argument("input", metavar="INPUT", help="an image, a folder of images or a video file")
-    parser.add_argument("--weights", required=True, help="hsrpose weights / checkpoint (.pth, .safetensors) or an .onnx export")
-    parser.add_argument("--detector", default="hog", help=f"person detector: {DETECTOR_SPECS} (default: hog)")
+    parser.add_argument("--weights", required=True, help="hsrpose weights / checkpoint (.pth, .safetensors), a SimpleBaseline "
+                        "pose_resnet or mmpose checkpoint, or an .onnx file (hsrpose export or any top-down heatmap graph)")
+    parser.add_argument("--detector", default="auto", help=f"person detector: {DETECTOR_SPECS} (default: auto = YOLO when "
+                        "installed, else HOG with a warning)")  # fmt: skip
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument(
@@ -59,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "boxes refer to the stored pixels, as in 'hsrpose eval')",
     )  # fmt: skip
     add_decode_arguments(parser)
+    from hsrpose.commands.model_options import add_model_options
+
+    add_model_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,13 +78,16 @@ def run(args: argparse.Namespace) -> int:
         raise HsrposeError(f"{src}: no such file or folder")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from hsrpose.commands.model_options import keypoints_from_args, onnx_spec_from_args
+
     file_ids, keypoint_info = _read_ann(args.ann) if args.ann else ({}, None)
     backend = args.backend
     if backend == "auto":
         backend = "onnxruntime" if str(args.weights).lower().endswith(".onnx") else "torch"
     estimator = PoseEstimator(
         weights=args.weights, detector=None, device=args.device, backend=backend, flip_test=not args.no_flip,
-        batch_size=args.batch_size, keypoint_info=keypoint_info, box_score_thr=args.det_thr,
+        batch_size=args.batch_size, keypoint_info=keypoint_info or keypoints_from_args(args), box_score_thr=args.det_thr,
+        preset=args.preset, onnx_spec=onnx_spec_from_args(args),
     )  # fmt: skip
     # Decode settings: the weights' (stored at training), each explicit option overriding one.
     if estimator.decode_note:

@@ -20,7 +20,7 @@ Implementations:
 - :class:`DarknetDetector`      a darknet YOLO (the paper's YOLOv3) from its
   ``.cfg`` + ``.weights`` through OpenCV's DNN module.
 
-:func:`build_detector` turns a CLI spec (``hog``, ``yolo:PATH.pt``, ``yolo:PATH.onnx``,
+:func:`build_detector` turns a CLI spec (``auto``, ``hog``, ``yolo:PATH.pt``, ``yolo:PATH.onnx``,
 ``coco:FILE``, ``darknet:CFG,WEIGHTS``) into one of them. No torch import at module level.
 """
 
@@ -48,7 +48,7 @@ __all__ = [
     "DETECTOR_SPECS",
 ]
 
-DETECTOR_SPECS = "hog | yolo:MODEL.pt | yolo:MODEL.onnx | coco:DETECTIONS.json | darknet:CFG,WEIGHTS"
+DETECTOR_SPECS = "auto | hog | yolo:MODEL.pt | yolo:MODEL.onnx | coco:DETECTIONS.json | darknet:CFG,WEIGHTS"
 
 
 @runtime_checkable
@@ -488,13 +488,17 @@ def _darknet_net_size(cfg: Path) -> tuple[int, int]:
 
 
 def build_detector(spec: str | PersonDetector, device: str = "cpu", file_names: Mapping[str, int] | None = None) -> PersonDetector:
-    """A detector from a spec string (``hog``, ``yolo:PATH``, ``coco:FILE``, ``darknet:CFG,WEIGHTS``) or an object."""
+    """A detector from a spec string (``auto``, ``hog``, ``yolo:PATH``, ``coco:FILE``, ``darknet:CFG,WEIGHTS``) or an object."""
     if not isinstance(spec, str):
         if not callable(spec):
             raise HsrposeError(f"detector: {spec!r} is neither a spec string ({DETECTOR_SPECS}) nor callable")
         return spec
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
+    if kind == "auto" and not arg:  # YOLO when available, else HOG with a warning
+        from hsrpose.inference.auto_detector import build_auto_detector
+
+        return build_auto_detector(device)
     if kind == "hog" and not arg:
         return HogPersonDetector()
     if kind == "yolo" and arg:

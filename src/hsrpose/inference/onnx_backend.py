@@ -74,7 +74,7 @@ class OnnxPoseMeta:
     ``dynamic_size`` says whether the graph also accepts other input sizes; those must
     be multiples of ``input_multiple`` (the backbone's output stride) so that the
     heatmaps are exactly input/4.
-    The batch axis is always dynamic.
+    The batch axis is dynamic in hsrpose exports; an imported foreign graph may fix it (run crop by crop).
     """
 
     preset: str
@@ -228,6 +228,9 @@ class OnnxRuntimeBackend:
                 f"{self.path}: graph inputs {names_in} / outputs {names_out} do not contain the "
                 f"'{self.meta.input_name}' / '{self.meta.output_name}' named in its metadata"
             )
+        # A graph imported with a fixed batch axis (``hsrpose import-onnx``) runs that many crops per call.
+        batch = self.session.get_inputs()[names_in.index(self.meta.input_name)].shape[0]
+        self.fixed_batch: int | None = int(batch) if isinstance(batch, int) and batch > 0 else None
 
     @property
     def input_hw(self) -> tuple[int, int]:
@@ -277,9 +280,13 @@ class OnnxRuntimeBackend:
             (ih, iw), (hh, hw) = self.meta.input_hw, self.meta.heatmap_hw
             shape = (0, self.meta.keypoint_info.num_keypoints, images.shape[2] * hh // ih, images.shape[3] * hw // iw)
             return np.zeros(shape, dtype=np.float32)
-        x = np.ascontiguousarray(images, dtype=np.float32)
-        (heatmaps,) = self.session.run([self.meta.output_name], {self.meta.input_name: x})
-        return heatmaps
+        from hsrpose.inference.foreign_onnx import run_fixed_batches
+
+        def run(x: np.ndarray) -> np.ndarray:
+            (heatmaps,) = self.session.run([self.meta.output_name], {self.meta.input_name: x})
+            return heatmaps
+
+        return run_fixed_batches(run, np.ascontiguousarray(images, dtype=np.float32), self.fixed_batch)
 
     def __repr__(self) -> str:
         return (

@@ -151,12 +151,14 @@ class PoseEstimator:
     """Multi-person pose estimation on images.
 
     Args:
-        weights: hsrpose weights / training checkpoint (``backend="torch"``), an
-            hsrpose ``.onnx`` export (``backend="onnxruntime"``), or a ready backend
+        weights: hsrpose weights / training checkpoint, or a SimpleBaseline ``pose_resnet`` /
+            mmpose 1.x checkpoint (``backend="torch"``); an ``.onnx`` file, hsrpose's export or
+            any top-down heatmap graph (``backend="onnxruntime"``); or a ready backend
             object (callable numpy -> numpy with ``input_hw``, ``heatmap_hw``,
             ``keypoint_info``; then ``backend`` and ``device`` are ignored).
-        detector: a spec (``hog``, ``yolo:PATH``, ``coco:FILE``, ``darknet:CFG,WEIGHTS``; built at
-            its first use), a :class:`PersonDetector`, or None (then boxes must be given to each call).
+        detector: a spec (``auto``: YOLO when one is available, else HOG with a warning; ``hog``,
+            ``yolo:PATH``, ``coco:FILE``, ``darknet:CFG,WEIGHTS``; built at its first use), a
+            :class:`PersonDetector`, or None (then boxes must be given to each call).
         device: torch device of the model and of an Ultralytics detector.
         backend: ``"torch"`` or ``"onnxruntime"``.
         flip_test: average with the heatmaps of the mirrored crop (the published protocol).
@@ -177,13 +179,18 @@ class PoseEstimator:
             refer to the stored pixels as in the reference (``hsrpose eval`` reads them so).
 
     ``decode_settings`` holds what is used; ``decode_note`` says when the weights stored none.
+        preset: the preset of a foreign torch checkpoint (default: inferred from its tensor shapes).
+        onnx_spec: preprocessing and keypoints of an ONNX graph without hsrpose metadata
+            (:class:`~hsrpose.inference.foreign_onnx.ForeignOnnxSpec`; default RGB ImageNet, COCO 17).
+
+    ``decode_settings`` holds what is used; ``decode_note`` says when the weights stored none.
     Given boxes (and a ``coco:`` file's) are cropped as they are, never clipped to the image.
     """
 
     def __init__(
         self,
         weights: Any,
-        detector: str | PersonDetector | None = "hog",
+        detector: str | PersonDetector | None = "auto",
         device: str = "cpu",
         backend: str = "torch",
         flip_test: bool = True,
@@ -196,10 +203,12 @@ class PoseEstimator:
         dark: bool | None = None,
         decode: DecodeSettings | None = None,
         exif_orientation: bool | None = None,
+        preset: str | None = None,
+        onnx_spec: Any = None,
     ) -> None:
         if batch_size < 1:
             raise HsrposeError(f"batch_size must be >= 1, got {batch_size}")
-        self.backend = _make_backend(weights, backend, device)
+        self.backend = _make_backend(weights, backend, device, preset, onnx_spec, keypoint_info)
         info = self.backend.keypoint_info
         if keypoint_info is not None and keypoint_info.num_keypoints != info.num_keypoints:
             raise CheckpointError(
@@ -384,7 +393,8 @@ def _describe(weights: Any) -> str:
     return str(weights) if isinstance(weights, (str, Path)) else type(weights).__name__
 
 
-def _make_backend(weights: Any, backend: str, device: str) -> Any:
+def _make_backend(weights: Any, backend: str, device: str, preset: str | None = None, onnx_spec: Any = None,
+                  keypoint_info: KeypointInfo | None = None) -> Any:  # fmt: skip
     if not isinstance(weights, (str, Path)):
         for attr in ("input_hw", "heatmap_hw", "keypoint_info"):
             if not hasattr(weights, attr) or not callable(weights):
@@ -395,10 +405,14 @@ def _make_backend(weights: Any, backend: str, device: str) -> Any:
         raise CheckpointError(f"{path}: weights file not found")
     if backend == "torch":
         from hsrpose.inference.backends import TorchBackend
+        from hsrpose.models.foreign import load_any_pose_model
 
-        return TorchBackend.from_weights(path, device=device)
+        hw = getattr(onnx_spec, "input_hw", None)
+        model, meta = load_any_pose_model(path, device=device, preset=preset, input_hw=hw, keypoint_info=keypoint_info)
+        return TorchBackend(model, meta.keypoint_info, meta.input_hw, meta.heatmap_hw, device=device, preset=meta.preset,
+                            decode_settings=meta.decode, decode_note=meta.decode_note)  # fmt: skip
     if backend == "onnxruntime":
-        from hsrpose.inference.onnx_backend import OnnxRuntimeBackend
+        from hsrpose.inference.foreign_onnx import open_onnx_backend
 
-        return OnnxRuntimeBackend(path)
+        return open_onnx_backend(path, onnx_spec)
     raise HsrposeError(f"unknown backend {backend!r}; use 'torch' or 'onnxruntime'")

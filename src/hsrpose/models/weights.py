@@ -12,6 +12,9 @@ named formats:
   has no counterpart and is dropped, the MSNet-only parameters stay fresh.
 - ``pose_resnet``: a SimpleBaseline / HRNet-repo pose model (``{'state_dict': ...}``
   with DataParallel's ``module.`` prefix, or a plain state dict); whole model, strict.
+- ``mmpose``: an mmpose 1.x top-down heatmap checkpoint of a ResNet row (``meta`` +
+  ``state_dict`` with ``backbone.*``, ``head.*``); whole model, strict; the filter is
+  ``hsrpose.models.foreign.filter_mmpose``.
 - ``hsrpose``: hsrpose weight files and training checkpoints; whole model, strict.
 
 Every key mapping is written out in the format's filter function; nothing is
@@ -54,7 +57,7 @@ __all__ = [
     "load_pose_model",
 ]
 
-FORMATS: tuple[str, ...] = ("auto", "hsrpose", "torchvision", "detnet", "pose_resnet")
+FORMATS: tuple[str, ...] = ("auto", "hsrpose", "torchvision", "detnet", "pose_resnet", "mmpose")
 HSRPOSE_FORMATS: tuple[str, ...] = ("hsrpose-weights", "hsrpose-checkpoint")
 
 _HEAD_PREFIXES = ("deconv_layers.", "final_layer.")
@@ -212,6 +215,10 @@ def detect_format(obj: Any, safetensors_meta: dict[str, str] | None) -> str:
         raise CheckpointError(f"not a checkpoint: the file holds a {type(obj).__name__}, not a dict")
     if obj.get("format") in HSRPOSE_FORMATS:
         return "hsrpose"
+    from hsrpose.models.foreign import is_mmpose_checkpoint
+
+    if is_mmpose_checkpoint(obj):
+        return "mmpose"
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         return "pose_resnet"
     keys = [k for k in obj if isinstance(k, str)]
@@ -312,7 +319,7 @@ def load_weights(model: "nn.Module", path: str | Path, format: str = "auto", tru
         model: a PoseNet (any preset).
         path: a checkpoint file (.pth, .pth.tar, .safetensors).
         format: ``auto`` (detected from the file's structure and keys) or one of
-            ``hsrpose``, ``torchvision``, ``detnet``, ``pose_resnet``.
+            ``hsrpose``, ``torchvision``, ``detnet``, ``pose_resnet``, ``mmpose``.
         trust_pickle: allow a full unpickle of files that ``weights_only`` refuses.
 
     Raises:
@@ -332,6 +339,12 @@ def load_weights(model: "nn.Module", path: str | Path, format: str = "auto", tru
             if not isinstance(obj, Mapping):
                 raise CheckpointError(f"expected a dict, the file holds a {type(obj).__name__}")
             used, dropped, fresh = _filter_pose_resnet(obj, model)
+        elif fmt == "mmpose":
+            from hsrpose.models.foreign import filter_mmpose
+
+            if not isinstance(obj, Mapping) or not isinstance(obj.get("state_dict"), Mapping):
+                raise CheckpointError("an mmpose checkpoint is a dict with a 'state_dict'")
+            used, dropped, fresh = filter_mmpose(obj, model)
         elif fmt == "torchvision":
             used, dropped, fresh = _filter_torchvision(_flat_tensors(obj, "torchvision state dict"), model)
         else:  # detnet
