@@ -53,7 +53,7 @@ class EvalConfig:
         soft_nms: soft-OKS-NMS instead of greedy OKS-NMS.
         batch_size, num_workers: of the loader built when a dataset is passed.
         amp: float16 autocast on CUDA (not the published setting; off by default).
-        backend: COCO scoring backend, "fast" (faster-coco-eval) or "pycocotools".
+        backend: COCO scoring backend, "hotcoco" (default) or "pycocotools" (the reference).
         category_id: COCO category of the results (1 = person).
         progress: show a tqdm bar.
     """
