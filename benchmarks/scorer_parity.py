@@ -4,7 +4,8 @@ Cases: every result set of ``tests/test_cocoeval.py`` (imported from there, so t
 cannot drift: noise levels, drops, duplicates, false detections, ties, crowd regions,
 images without ground truth, integer keypoints, detectron2-style entries with a
 ``bbox``, custom sigmas on COCO and on a 5-keypoint set, empty results) and the
-replicated coco-mini sets of ``benchmarks/eval_speed.py`` up to 100k detections.
+replicated coco-mini sets of ``benchmarks/eval_speed.py`` up to 100k detections, each
+also with its scores rounded to one decimal (massive ties).
 
 Backends: pycocotools used as its README shows (the reference), ``score_results``
 with each hsrpose backend (hotcoco, pycocotools), and faster-coco-eval's
@@ -116,6 +117,9 @@ def build_cases(gt: dict[str, Any], work: Path, sizes: list[int]) -> list[tuple[
         p = work / f"gt_x{copies}.json"
         p.write_text(json.dumps(big_gt))
         cases.append((f"random_{len(big_res)}_dets", p, big_res, None))
+        # The same with scores rounded to one decimal: thousands of exact ties per score value.
+        tied = [dict(r, score=round(r["score"], 1)) for r in big_res]
+        cases.append((f"random_{len(big_res)}_dets_tied_scores", p, tied, None))
     return cases
 
 
