@@ -59,7 +59,7 @@ HOTCOCO_SCRIPT = r"""
 import json, sys
 import hotcoco
 gt = hotcoco.COCO(sys.argv[1])
-dt = gt.loadRes(json.load(open(sys.argv[2])))
+dt = gt.loadRes(sys.argv[2])  # parsed in Rust, as hotcoco is meant to be used
 ev = hotcoco.COCOeval(gt, dt, "keypoints")
 ev.evaluate()
 ev.accumulate()

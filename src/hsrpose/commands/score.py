@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=("hotcoco", "pycocotools"),
         default=None,
-        help="hotcoco (default; pycocotools' numbers to the last digit, >20x faster), pycocotools = the reference",
+        help="hotcoco (default; pycocotools' numbers to the last bit, faster), pycocotools = the reference",
     )
     parser.add_argument("--digits", type=int, default=6, help="decimals printed per number (default 6)")
 
