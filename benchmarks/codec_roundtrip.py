@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sigma", type=float, default=2.0, help="Gaussian sigma in heatmap px (default 2)")
     ap.add_argument("--dark", action="store_true", help="DARK: sub-pixel Gaussian targets + Taylor decoding")
     ap.add_argument("--decode", choices=("numpy", "torch"), default="numpy", help="decode path (same numbers)")
-    ap.add_argument("--backend", choices=("pycocotools", "fast"), default="pycocotools", help="COCOeval implementation")
+    ap.add_argument("--backend", choices=("pycocotools", "hotcoco"), default="pycocotools", help="COCOeval implementation")
     ap.add_argument(
         "--oracle-outside",
         action="store_true",

@@ -1,21 +1,26 @@
-"""Time `hsrpose score` (default backend) against plain pycocotools on >= 100k keypoint detections.
+"""Time every COCO keypoint scorer on the same >= 100k keypoint detections, in one run.
 
 The data are built from coco-mini: its images are replicated under new image ids
 (with matching ground truth), and every image gets ``--dets-per-image`` results:
 each ground-truth person perturbed with Gaussian noise (score U(0.4, 1)), jittered
 duplicates (U(0.1, 0.9)) and false detections with random keypoints (U(0, 0.6)).
 
-Both scorers run as fresh processes on the same two files (so both times
-include Python start-up, reading the JSON and building the index), the ten
-numbers are compared, and both times are printed.
+Every scorer runs as a fresh process, one after the other, on the same two files
+(so every time includes Python start-up, reading the JSON and building the index):
+plain pycocotools (the reference, its README's usage), ``hsrpose score`` with each
+backend, and plain hotcoco and faster-coco-eval when installed. Printed: wall and
+CPU seconds, the ratio against pycocotools, and whether the ten numbers equal
+pycocotools' exactly (printed with 20 decimals, which tells any two doubles in
+[0, 1] apart that differ by more than 1e-20).
 
-    .venv/bin/python benchmarks/eval_speed.py            # 100k+ detections
-    .venv/bin/python benchmarks/eval_speed.py --copies 5 # quick check
+    PYTHONPATH=src python benchmarks/eval_speed.py            # 100,800 detections on 5,040 images
+    PYTHONPATH=src python benchmarks/eval_speed.py --copies 5 # quick check
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -29,6 +34,14 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+# Each script prints "STAT name value" with 20 decimals, like ``hsrpose score --digits 20``.
+_PRINT = """
+names = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
+for n, v in zip(names, ev.stats):
+    print("STAT", n, f"{float(v):.20f}")
+"""
 
 PYCOCOTOOLS_SCRIPT = r"""
 import sys
@@ -40,10 +53,29 @@ ev = COCOeval(gt, dt, "keypoints")
 ev.evaluate()
 ev.accumulate()
 ev.summarize()
-names = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
-for n, v in zip(names, ev.stats):
-    print("STAT", n, repr(float(v)))
-"""
+""" + _PRINT
+
+HOTCOCO_SCRIPT = r"""
+import json, sys
+import hotcoco
+gt = hotcoco.COCO(sys.argv[1])
+dt = gt.loadRes(sys.argv[2])  # parsed in Rust, as hotcoco is meant to be used
+ev = hotcoco.COCOeval(gt, dt, "keypoints")
+ev.evaluate()
+ev.accumulate()
+ev.summarize()
+""" + _PRINT
+
+FASTER_COCO_EVAL_SCRIPT = r"""
+import sys
+from faster_coco_eval import COCO, COCOeval_faster
+gt = COCO(sys.argv[1])
+dt = gt.loadRes(sys.argv[2])
+ev = COCOeval_faster(gt, dt, "keypoints")
+ev.evaluate()
+ev.accumulate()
+ev.summarize()
+""" + _PRINT
 
 
 def find_coco_mini() -> Path:
@@ -130,23 +162,36 @@ def main() -> None:
     n_gt = sum(1 for a in gt["annotations"] if not a.get("iscrowd", 0) and a["num_keypoints"] > 0)
     print(f"images {len(gt['images'])}, ground-truth persons with keypoints {n_gt}, detections {len(results)}")
 
-    hsrpose = [sys.executable, "-m", "hsrpose.cli", "score", "--gt", str(gt_path), "--results", str(res_path), "--digits", "15"]
-    t_ours, c_ours, out_ours = timed(hsrpose)
-    t_ref, c_ref, out_ref = timed([sys.executable, "-c", PYCOCOTOOLS_SCRIPT, str(gt_path), str(res_path)])
+    files = [str(gt_path), str(res_path)]
+    score = [sys.executable, "-m", "hsrpose.cli", "score", "--gt", files[0], "--results", files[1], "--digits", "20"]
+    runs: list[tuple[str, list[str]]] = [("pycocotools", [sys.executable, "-c", PYCOCOTOOLS_SCRIPT, *files])]
+    runs += [(f"hsrpose score --backend {b}", [*score, "--backend", b]) for b in ("pycocotools", "hotcoco")]
+    for name, module, script in (("hotcoco", "hotcoco", HOTCOCO_SCRIPT), ("faster-coco-eval", "faster_coco_eval", FASTER_COCO_EVAL_SCRIPT)):
+        if importlib.util.find_spec(module) is not None:
+            runs.append((f"{name} (plain)", [sys.executable, "-c", script, *files]))
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min) on {os.cpu_count()} CPUs")
+    timings: dict[str, tuple[float, float]] = {}
+    numbers: dict[str, dict[str, str]] = {}
+    for name, cmd in runs:
+        wall, cpu, out = timed(cmd)
+        timings[name] = (wall, cpu)
+        numbers[name] = {f[-2]: f[-1] for f in (line.split() for line in out.splitlines()) if len(f) >= 2 and f[-2] in METRICS}
+        print(f"# {name}: wall {wall:.2f} s, CPU {cpu:.2f} s", file=sys.stderr, flush=True)
 
-    ours = {line.split()[0]: float(line.split()[1]) for line in out_ours.strip().splitlines()}
-    ref = {line.split()[1]: float(line.split()[2]) for line in out_ref.splitlines() if line.startswith("STAT ")}
-    same = all(round(ref[n], 15) == ours[n] for n in ref) and len(ref) == 10
-    print(f"{'metric':6s} {'hsrpose score':>18s} {'pycocotools':>18s}")
-    for n in ref:
-        print(f"{n:6s} {ours[n]:18.15f} {ref[n]:18.15f}")
-    print(f"ten numbers identical (15 decimals): {same}")
-    print(f"hsrpose score (default backend): wall {t_ours:.2f} s, CPU {c_ours:.2f} s")
-    print(f"pycocotools:                     wall {t_ref:.2f} s, CPU {c_ref:.2f} s")
-    print(f"speed-up: wall {t_ref / t_ours:.2f}x, CPU {c_ref / c_ours:.2f}x")
-    if not same:
+    ref_wall, ref_cpu = timings["pycocotools"]
+    ref = numbers["pycocotools"]
+    print(f"| scorer | wall s | CPU s | vs pycocotools (wall) | vs pycocotools (CPU) | ten numbers = pycocotools |")
+    print("|---|---|---|---|---|---|")
+    all_same = True
+    for name, (wall, cpu) in timings.items():
+        same = len(ref) == 10 and numbers[name] == ref
+        all_same &= same
+        diff = "" if same else " (" + ", ".join(f"{n} {numbers[name].get(n)} vs {ref[n]}" for n in METRICS if numbers[name].get(n) != ref[n]) + ")"
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {ref_wall / wall:.1f}x | {ref_cpu / cpu:.1f}x | {same}{diff} |")
+    print("\n" + "\n".join(f"{n:5s} {ref[n]}" for n in METRICS))
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
+    if not all_same:
         sys.exit(1)
-
 
 if __name__ == "__main__":
     main()

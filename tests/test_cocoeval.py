@@ -39,12 +39,16 @@ def make_results(
     extra: int = 0,
     seed: int = 0,
     constant_score: float | None = None,
+    on_crowd: int = 0,
+    on_empty: int = 0,
 ) -> list[dict[str, Any]]:
     """Results derived from the ground truth.
 
     noise: std of Gaussian noise on x, y as a fraction of sqrt(area); drop: probability of
     leaving an instance out; dup: probability of adding a jittered duplicate; extra: number
-    of false detections with random keypoints on random images.
+    of false detections with random keypoints on random images; on_crowd: detections with
+    random keypoints inside crowd regions (COCOeval ignores the matches); on_empty: false
+    detections on images without ground truth; constant_score: every score equal (ties).
     """
     rng = np.random.default_rng(seed)
     out: list[dict[str, Any]] = []
@@ -64,6 +68,19 @@ def make_results(
             out.append({"image_id": a["image_id"], "category_id": 1, "keypoints": k2.ravel().tolist(), "score": float(rng.random())})
     for _ in range(extra):
         im = gt["images"][int(rng.integers(len(gt["images"])))]
+        k = np.stack([rng.uniform(0, im["width"], 17), rng.uniform(0, im["height"], 17), rng.random(17)], axis=1)
+        out.append({"image_id": im["id"], "category_id": 1, "keypoints": k.ravel().tolist(), "score": float(rng.random())})
+    crowds = [a for a in gt["annotations"] if a.get("iscrowd", 0)]
+    for _ in range(on_crowd if crowds else 0):
+        c = crowds[int(rng.integers(len(crowds)))]
+        x, y, w, h = c["bbox"]
+        k = np.stack([rng.uniform(x, x + w, 17), rng.uniform(y, y + h, 17), rng.random(17)], axis=1)
+        score = constant_score if constant_score is not None else float(rng.random())
+        out.append({"image_id": c["image_id"], "category_id": 1, "keypoints": k.ravel().tolist(), "score": score})
+    with_gt = {a["image_id"] for a in gt["annotations"]}
+    empty = [im for im in gt["images"] if im["id"] not in with_gt]
+    for _ in range(on_empty if empty else 0):
+        im = empty[int(rng.integers(len(empty)))]
         k = np.stack([rng.uniform(0, im["width"], 17), rng.uniform(0, im["height"], 17), rng.random(17)], axis=1)
         out.append({"image_id": im["id"], "category_id": 1, "keypoints": k.ravel().tolist(), "score": float(rng.random())})
     return out
@@ -95,6 +112,9 @@ CASES = {
     "duplicated": dict(noise=0.03, dup=0.5, seed=5),
     "extra_false": dict(noise=0.03, extra=200, seed=6),
     "all_at_once": dict(noise=0.05, drop=0.2, dup=0.3, extra=80, seed=7),
+    "ties": dict(noise=0.05, dup=0.4, extra=40, constant_score=0.5, seed=8),
+    "crowd_regions": dict(noise=0.03, on_crowd=8, seed=9),
+    "images_without_gt": dict(noise=0.03, on_empty=100, seed=10),
 }
 
 
@@ -114,6 +134,10 @@ def test_score_cli_equals_pycocotools(case: str, gt: dict[str, Any], gt_path: Pa
     assert score_results(gt_path, results, backend="pycocotools") == ref
     if case == "gt_as_predictions":
         assert ref["AP"] == 1.0 and ref["AR"] == 1.0
+    if case == "crowd_regions":  # the case does exercise crowd matching: detections on crowds are ignored (few: maxDets 20)
+        n = CASES[case]["on_crowd"]
+        assert ref == pycocotools_reference(gt_path, results[:-n])
+        assert ref != pycocotools_reference(gt_path, [dict(r, image_id=results[0]["image_id"]) for r in results[-n:]] + results[:-n])
 
 
 def test_noise_lowers_ap(gt: dict[str, Any]) -> None:
@@ -161,6 +185,7 @@ def test_score_cli_sigmas_option(gt: dict[str, Any], gt_path: Path, tmp_path: Pa
 def test_empty_results_score_zero(gt: dict[str, Any]) -> None:
     m = score_results(gt, [])
     assert m["AP"] == 0.0 and m["AR"] == 0.0
+    assert score_results(gt, [], backend="pycocotools") == m
 
 
 def test_inputs_not_modified(gt: dict[str, Any]) -> None:

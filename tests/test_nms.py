@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hsrpose.evaluation.nms import oks_iou, oks_nms, soft_oks_nms
+from hsrpose.evaluation.nms import batched_oks_nms, oks_iou, oks_nms, soft_oks_nms
 from hsrpose.evaluation.rescoring import rescore
 
 # Two keypoints with sigma 0.5: (2 sigma)^2 = 1, so e = d^2 / area_mean / 2.
@@ -107,3 +107,39 @@ def test_rescore_hand_computed() -> None:
     np.testing.assert_allclose(rescore(box, kpts, thr=0.0), [0.8 * 1.1 / 4, 0.5 * 0.45 / 3, 0.9])
     with pytest.raises(ValueError):
         rescore(box, kpts[:2])
+
+
+def _per_image_oks_nms(ids: np.ndarray, kp: np.ndarray, sc: np.ndarray, ar: np.ndarray, **kw: object) -> np.ndarray:
+    """The per-image loop ``engine.evaluate.postprocess`` ran before batched_oks_nms (transcribed)."""
+    order = np.argsort(ids, kind="stable")
+    s_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, s_ids[1:] != s_ids[:-1]])
+    ends = np.r_[starts[1:], len(s_ids)]
+    kept = [order[s:e][oks_nms(kp[order[s:e]], sc[order[s:e]], ar[order[s:e]], **kw)] for s, e in zip(starts, ends)]
+    return np.concatenate(kept)
+
+
+@pytest.mark.parametrize("thr, in_vis_thr, max_elements", [(0.9, None, 1 << 21), (0.5, None, 5000), (0.7, 0.3, 1 << 21), (0.3, None, 1)])
+def test_batched_oks_nms_equals_per_image_loop(thr: float, in_vis_thr: float | None, max_elements: int) -> None:
+    """Same indices, same order, on clustered instances with score ties, a NaN keypoint and one-instance images."""
+    rng = np.random.default_rng(int(thr * 10))
+    n_img, k = 60, 17
+    counts = rng.integers(1, 40, n_img)
+    ids = np.repeat(rng.permutation(np.arange(1000, 1000 + n_img)), counts)
+    perm = rng.permutation(len(ids))
+    ids = ids[perm]  # instances of an image are not contiguous
+    n = len(ids)
+    centers = rng.uniform(0, 500, (n_img * 3, 2))
+    who = rng.integers(0, len(centers), n)
+    kp = np.concatenate([centers[who][:, None, :] + rng.normal(0, rng.choice([0.5, 3, 30], n))[:, None, None] * rng.normal(0, 1, (n, k, 2)),
+                         rng.uniform(0, 1, (n, k, 1))], axis=2)  # fmt: skip
+    sc = np.round(rng.uniform(0, 1, n), 1)  # many exact ties
+    ar = rng.uniform(500, 20000, n)
+    kp[5, 3, 0] = np.nan
+    sigmas = rng.uniform(0.02, 0.1, k)
+    for sig in (None, sigmas):
+        ref = _per_image_oks_nms(ids, kp, sc, ar, thr=thr, sigmas=sig, in_vis_thr=in_vis_thr)
+        got = batched_oks_nms(ids, kp, sc, ar, thr=thr, sigmas=sig, in_vis_thr=in_vis_thr, max_elements=max_elements)
+        assert got.dtype == np.int64 and got.tolist() == ref.tolist()
+        assert 0 < len(got) < n  # something was suppressed, something kept
+    assert batched_oks_nms(np.zeros(0), np.zeros((0, k, 3)), np.zeros(0), np.zeros(0)).shape == (0,)

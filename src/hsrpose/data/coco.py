@@ -26,7 +26,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Container, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -34,7 +34,17 @@ from hsrpose.data.keypoints import KeypointInfo
 from hsrpose.errors import DataError
 from hsrpose.utils.io import read_json
 
-__all__ = ["Instance", "LoadReport", "CocoInstances", "load_coco", "load_coco_instances"]
+__all__ = [
+    "Instance",
+    "LoadReport",
+    "CocoInstances",
+    "BadRecord",
+    "CheckedAnnotation",
+    "check_annotation",
+    "keypoint_counts",
+    "load_coco",
+    "load_coco_instances",
+]
 
 log = logging.getLogger(__name__)
 
@@ -221,60 +231,117 @@ def load_coco(
     elif mode in ("train", "gt"):
         report = LoadReport(source=where)
         anns = _require_list(data, "annotations", where)
-        instances = _load_ground_truth(anns, image_by_id, cat_id, num_k, report, where)
+        counts = keypoint_counts(categories, where)
+        instances = _load_ground_truth(anns, image_by_id, counts, cat_id, report, where)
     else:
         raise ValueError(f"load_coco: mode must be 'train', 'gt' or 'det', got {mode!r}")
     report.kept = len(instances)
     return CocoInstances(instances, kinfo, report, cat_id)
 
 
+class BadRecord(ValueError):
+    """An annotation with a bad value: skipped and counted under ``reason``, never fatal."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class CheckedAnnotation:
+    """The values of an annotation that passed :func:`check_annotation`.
+
+    keypoints: (K, 3) float64 image px, None when the record has no ``keypoints``;
+    box_xywh: (4,) float64 image px, finite, w, h >= 0 (not clipped).
+    """
+
+    ann_id: int
+    keypoints: np.ndarray | None
+    box_xywh: np.ndarray
+
+
+def keypoint_counts(categories: list[Any], where: str) -> dict[int, int]:
+    """Category id -> number of keypoints (0 for a category without a ``keypoints`` list)."""
+    out: dict[int, int] = {}
+    for i, rec in enumerate(categories):
+        c = _record(rec, "categories", i, ("id",), where)
+        kps = c.get("keypoints")
+        out[_as_int(c["id"], f"categories[{i}].id", where)] = len(kps) if isinstance(kps, list) else 0
+    return out
+
+
+def check_annotation(
+    rec: Any, index: int, where: str, image_ids: Container[int], num_keypoints: Mapping[int, int]
+) -> CheckedAnnotation:
+    """The record rules every reader of ground-truth annotations shares (loading and scoring).
+
+    Args:
+        rec: ``annotations[index]`` of the file ``where``.
+        image_ids: ids of the ``images`` entries.
+        num_keypoints: category id -> keypoints per instance (:func:`keypoint_counts`).
+    Raises:
+        DataError: not an object, or no ``id`` / ``image_id`` / ``category_id`` (a malformed file).
+        BadRecord: unknown category, orphan image id, keypoints of the wrong length or not
+            finite, box not 4 finite numbers with w, h >= 0 (message names the annotation id and field).
+    """
+    r = _record(rec, "annotations", index, ("id", "image_id", "category_id"), where)
+    ann_id = _as_int(r["id"], f"annotations[{index}].id", where)
+    tag = f"annotation id {ann_id} (annotations[{index}])"
+    cat = r["category_id"]
+    if not _known(cat, num_keypoints):
+        raise BadRecord("unknown category", f"{tag}: category_id {cat!r} has no entry in 'categories'")
+    if not _known(r["image_id"], image_ids):
+        raise BadRecord("unknown image id", f"{tag}: image_id {r['image_id']!r} has no entry in 'images'")
+    kp = None
+    num_k = num_keypoints[cat]
+    if r.get("keypoints") is not None and num_k > 0:
+        try:
+            kp = np.asarray(r["keypoints"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise BadRecord("bad keypoints", f"{tag}: keypoints are not all numbers") from None
+        if kp.shape[0] != 3 * num_k:
+            raise BadRecord("bad keypoints", f"{tag}: keypoints has {kp.shape[0]} values, expected {3 * num_k} ({num_k} x 3)")
+        if not np.all(np.isfinite(kp)):
+            raise BadRecord("bad keypoints", f"{tag}: keypoints has non-finite values (NaN or inf)")
+        kp = kp.reshape(-1, 3)
+    box = _box(r.get("bbox"))
+    if box is None:
+        raise BadRecord("bad box", f"{tag}: bbox {r.get('bbox')!r} is not 4 finite numbers with w, h >= 0")
+    return CheckedAnnotation(ann_id, kp, box)
+
+
 def _load_ground_truth(
     anns: list[Any],
     image_by_id: Mapping[int, tuple[str, tuple[int, int] | None]],
+    num_keypoints: Mapping[int, int],
     cat_id: int,
-    num_k: int,
     report: LoadReport,
     where: str,
 ) -> list[Instance]:
     out: list[Instance] = []
     for i, rec in enumerate(anns):
-        r = _record(rec, "annotations", i, ("id", "image_id", "category_id"), where)
-        ann_id = _as_int(r["id"], f"annotations[{i}].id", where)
+        try:
+            checked = check_annotation(rec, i, where, image_by_id, num_keypoints)
+        except BadRecord as e:
+            report.skip(e.reason, str(e))
+            continue
+        r = rec  # an object with id, image_id and category_id (checked)
         if r["category_id"] != cat_id:
             report.filtered["other category"] += 1
             continue
         if r.get("iscrowd", 0):
             report.filtered["crowd"] += 1
             continue
-        tag = f"annotation id {ann_id} (annotations[{i}])"
-        kp_raw = r.get("keypoints")
-        if kp_raw is None:
+        kp = checked.keypoints
+        if kp is None:
             report.filtered["no keypoints"] += 1
-            continue
-        try:
-            kp = np.asarray(kp_raw, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            report.skip("bad keypoints", f"{tag}: keypoints are not numbers")
-            continue
-        if kp.shape[0] != 3 * num_k:
-            report.skip("bad keypoints", f"{tag}: {kp.shape[0]} keypoint values, expected {3 * num_k} ({num_k} x 3)")
-            continue
-        kp = kp.reshape(num_k, 3)
-        if not np.all(np.isfinite(kp)):
-            report.skip("bad keypoints", f"{tag}: non-finite keypoint values")
             continue
         if not np.any(kp[:, 2] > 0):
             report.filtered["no labelled keypoint"] += 1
             continue
         image_id = r["image_id"]
-        if not _known(image_id, image_by_id):
-            report.skip("unknown image id", f"{tag}: image id {image_id!r} has no entry in 'images'")
-            continue
         file_name, hw = image_by_id[image_id]
-        box = _box(r.get("bbox"))
-        if box is None:
-            report.skip("bad box", f"{tag} in {file_name}: bbox {r.get('bbox')!r} is not 4 finite numbers with w, h >= 0")
-            continue
+        box = checked.box_xywh
         area = r.get("area", box[2] * box[3])
         if not isinstance(area, (int, float)) or not math.isfinite(area) or area <= 0:
             report.filtered["zero area"] += 1
@@ -284,11 +351,12 @@ def _load_ground_truth(
             report.filtered["box outside image or empty"] += 1
             continue
         kp[kp[:, 2] > 0, 2] = np.minimum(kp[kp[:, 2] > 0, 2], 2)
-        out.append(Instance(int(image_id), ann_id, file_name, box, kp, 1.0, float(area), hw))
+        out.append(Instance(int(image_id), checked.ann_id, file_name, box, kp, 1.0, float(area), hw))
     return out
 
 
-def _known(image_id: Any, image_by_id: Mapping[int, Any]) -> bool:
+def _known(image_id: Any, image_by_id: Container[int]) -> bool:
+    """An integer-valued id (not a bool, not a string) present in ``image_by_id``."""
     return isinstance(image_id, (int, float)) and not isinstance(image_id, bool) and image_id in image_by_id
 
 

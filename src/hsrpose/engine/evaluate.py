@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from hsrpose.data.keypoints import KeypointInfo
 from hsrpose.evaluation.cocoeval import DEFAULT_BACKEND, GroundTruth, score_results
-from hsrpose.evaluation.nms import oks_nms, soft_oks_nms
+from hsrpose.evaluation.nms import batched_oks_nms, soft_oks_nms
 from hsrpose.evaluation.rescoring import rescore
 from hsrpose.inference.topdown import heatmaps_to_image, predict_heatmaps
 
@@ -53,7 +53,7 @@ class EvalConfig:
         soft_nms: soft-OKS-NMS instead of greedy OKS-NMS.
         batch_size, num_workers: of the loader built when a dataset is passed.
         amp: float16 autocast on CUDA (not the published setting; off by default).
-        backend: COCO scoring backend, "fast" (faster-coco-eval) or "pycocotools".
+        backend: COCO scoring backend, "hotcoco" (default) or "pycocotools" (the reference).
         category_id: COCO category of the results (1 = person).
         progress: show a tqdm bar.
         oks_sigmas: OKS sigmas of a custom keypoint set for ``hsrpose eval`` (None = the
@@ -244,21 +244,25 @@ def postprocess(preds: Predictions, keypoint_info: KeypointInfo, cfg: EvalConfig
         return []
     scores = rescore(preds.box_score, preds.keypoints[:, :, 2], thr=cfg.in_vis_thr)
     sigmas = keypoint_info.sigmas_array
-    nms = soft_oks_nms if cfg.soft_nms else oks_nms
-    order = np.argsort(preds.image_id, kind="stable")
-    ids = preds.image_id[order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    ends = np.r_[starts[1:], len(ids)]
-    kept: list[np.ndarray] = []
-    for s, e in zip(starts, ends):
-        idx = order[s:e]
-        keep = nms(preds.keypoints[idx], scores[idx], preds.area[idx], thr=cfg.oks_nms_thr, sigmas=sigmas)
-        kept.append(idx[keep])
-    sel = np.concatenate(kept)
+    if cfg.soft_nms:
+        order = np.argsort(preds.image_id, kind="stable")
+        ids = preds.image_id[order]
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        ends = np.r_[starts[1:], len(ids)]
+        kept: list[np.ndarray] = []
+        for s, e in zip(starts, ends):
+            idx = order[s:e]
+            keep = soft_oks_nms(preds.keypoints[idx], scores[idx], preds.area[idx], thr=cfg.oks_nms_thr, sigmas=sigmas)
+            kept.append(idx[keep])
+        sel = np.concatenate(kept)
+    else:
+        # All images at once; the same indices as oks_nms image by image (benchmarks/postprocess_speed.py).
+        sel = batched_oks_nms(preds.image_id, preds.keypoints, scores, preds.area, thr=cfg.oks_nms_thr, sigmas=sigmas)
     flat = preds.keypoints[sel].reshape(len(sel), -1)
+    category_id = int(cfg.category_id)
     return [
-        {"image_id": int(i), "category_id": int(cfg.category_id), "keypoints": k.tolist(), "score": float(s)}
-        for i, k, s in zip(preds.image_id[sel], flat, scores[sel])
+        {"image_id": i, "category_id": category_id, "keypoints": k, "score": s}
+        for i, k, s in zip(preds.image_id[sel].tolist(), flat.tolist(), scores[sel].tolist())
     ]
 
 

@@ -219,7 +219,7 @@ def _cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 class _Data:
     train_set: Any  # TopDownDataset
     val_set: Any  # TopDownDataset or None
-    val_gt: str | None  # annotation file validation is scored against
+    val_gt: dict[str, Any] | None  # ground truth validation is scored against, validated once (load_gt)
     keypoint_info: Any  # KeypointInfo
     codec: Any  # HeatmapCodec
 
@@ -229,6 +229,7 @@ def _build_data(cfg: TrainConfig, input_hw: tuple[int, int], heatmap_hw: tuple[i
     from hsrpose.codec import HeatmapCodec
     from hsrpose.data.coco import load_coco
     from hsrpose.data.dataset import TopDownDataset
+    from hsrpose.evaluation.cocoeval import load_gt
 
     d = cfg.data
     if not d.train_ann:
@@ -252,7 +253,8 @@ def _build_data(cfg: TrainConfig, input_hw: tuple[int, int], heatmap_hw: tuple[i
             print(val.report.summary() + (" (detection boxes)" if d.val_det_file else " (ground-truth boxes)"), file=sys.stderr)
         val_set = TopDownDataset(val.instances, d.val_images or d.train_images, input_hw, codec, augment=None,
                                  keypoint_info=val.keypoint_info, seed=cfg.seed, box_padding=d.box_padding)  # fmt: skip
-    return _Data(train_set, val_set, d.val_ann or None, loaded.keypoint_info, codec)
+    val_gt = load_gt(d.val_ann) if d.val_ann else None  # bad records warned about once, not every epoch
+    return _Data(train_set, val_set, val_gt, loaded.keypoint_info, codec)
 
 
 def _validate(model: nn.Module, data: _Data, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
@@ -532,6 +534,9 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
         improved = False
         last_epoch = epoch + 1 == o.epochs
         if data.val_set is not None and cfg.eval_interval > 0 and ((epoch + 1) % cfg.eval_interval == 0 or last_epoch):
+            # Written before validation too, so a validation that fails cannot lose the epoch; the
+            # write after it records the new best AP and the RNG state a resumed run continues from.
+            write_checkpoint(LAST_NAME, epoch + 1)
             eval_model = ema.module if ema is not None else model
             eval_model.eval()
             final_metrics = _validate(eval_model, data, cfg, device)

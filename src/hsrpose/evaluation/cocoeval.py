@@ -1,26 +1,30 @@
 """COCO keypoint scoring: the ten COCOeval numbers from ground truth and results.
 
-pycocotools' ``COCOeval(iouType="keypoints")`` is the reference. The "fast"
-backend is faster-coco-eval's ``COCOeval_faster`` (C++ matching and
-accumulation, the same Python OKS code) with results indexed by a vectorised
-equivalent of ``loadRes``. It is the default because its ten numbers were
-bit-identical to pycocotools on every result set with continuous scores that we
-tried (tests/test_cocoeval.py; benchmarks/eval_speed.py at 100k detections) and
-it is about twice as fast end to end (CPU time of ``hsrpose score`` vs a plain
-pycocotools script at 100k detections, JSON reading included). Caveat, measured: in one of twelve test sets where
-*all* scores were exactly equal, one number differed by 2e-16 (last bit; not
-traced further, presumably tie order or summation order), far below any printed digit. Pass
-``backend="pycocotools"`` (``hsrpose score --backend pycocotools``) for the reference.
+pycocotools' ``COCOeval(iouType="keypoints")`` is the reference. The default
+backend is hotcoco (MIT licence; a Rust reimplementation of pycocotools'
+COCO/COCOeval, same API and ``params.kpt_oks_sigmas``). It was chosen on evidence:
+its ten numbers were bit-identical to pycocotools on every case of
+``tests/test_cocoeval.py`` (noise, drops, duplicates, false detections, ties, crowd
+regions, images without ground truth, custom sigmas, empty results) and on random
+sets of up to 100,800 detections, tied scores included (``benchmarks/scorer_parity.py``),
+and it is the fastest (``benchmarks/eval_speed.py``, 100,800 detections, CPU seconds
+on a loaded machine: pycocotools 16.6, hotcoco alone 0.69, ``hsrpose score`` 2.24, most
+of it Python reading the 110 MB of JSON and checking every entry; faster-coco-eval 7.9).
+faster-coco-eval, the previous default, gave the same numbers but is 11x slower than
+hotcoco; it is no longer used. Pass ``backend="pycocotools"``
+(``hsrpose score --backend pycocotools``) for the reference.
 
-Both libraries print progress to stdout; we silence them and return the numbers
-(print them with :func:`format_metrics`).
+Ground truth goes through :func:`load_gt` first: records with bad values are
+skipped with one warning each (rules shared with data loading,
+:func:`hsrpose.data.coco.check_annotation`), so no scorer ever sees them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
+import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,15 +32,19 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hsrpose.data.coco import BadRecord, LoadReport, check_annotation, keypoint_counts
 from hsrpose.errors import DataError, HsrposeError
 from hsrpose.evaluation.results import keypoint_categories, load_results, validate_results
 from hsrpose.utils.io import read_json
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "METRIC_NAMES",
     "BACKENDS",
     "DEFAULT_BACKEND",
     "load_gt",
+    "validate_gt",
     "score_results",
     "format_metrics",
     "print_metrics",
@@ -45,18 +53,23 @@ __all__ = [
 
 # Order of COCOeval.stats for iouType="keypoints".
 METRIC_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-BACKENDS: tuple[str, ...] = ("fast", "pycocotools")
-DEFAULT_BACKEND: Literal["fast", "pycocotools"] = "fast"
+BACKENDS: tuple[str, ...] = ("hotcoco", "pycocotools")
+DEFAULT_BACKEND: Literal["hotcoco", "pycocotools"] = "hotcoco"
+
+# Fields COCOeval reads from every ground-truth annotation of a keypoint category.
+_SCORED_FIELDS: tuple[str, ...] = ("keypoints", "bbox", "area", "iscrowd", "num_keypoints")
 
 GroundTruth = str | os.PathLike[str] | Mapping[str, Any] | Any  # path, dataset dict or a COCO object
 Results = str | os.PathLike[str] | Sequence[Mapping[str, Any]]
 
 
 def load_gt(gt: GroundTruth) -> dict[str, Any]:
-    """Ground truth as a COCO dataset dict (``images``, ``annotations``, ``categories``).
+    """Ground truth as a validated COCO dataset dict (``images``, ``annotations``, ``categories``).
 
-    ``gt`` is a JSON path, a dataset dict, or a pycocotools / faster-coco-eval ``COCO``
-    object (its ``.dataset`` is used).
+    ``gt`` is a JSON path, a dataset dict, or a pycocotools / hotcoco ``COCO`` object (its
+    ``.dataset`` is used). Annotations with bad values are left out, with one warning
+    each (:func:`validate_gt`); a malformed file raises :class:`DataError` (JSON line and
+    column, or the record index).
     """
     if isinstance(gt, (str, os.PathLike)):
         p = Path(gt)
@@ -68,12 +81,57 @@ def load_gt(gt: GroundTruth) -> dict[str, Any]:
         data, source = dict(gt.dataset), "ground truth"
     else:
         raise TypeError(f"ground truth must be a path, a dict or a COCO object, got {type(gt).__name__}")
+    if not isinstance(data, dict):
+        raise DataError(f"{source}: top level must be a JSON object, got {type(data).__name__}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DataError(f"{source}: not a COCO annotation file (no '{key}' list)")
     if not keypoint_categories(data):
         raise DataError(f"{source}: no category has a 'keypoints' field (not a keypoint annotation file)")
+    data, report = validate_gt(data, source)
+    if report.num_skipped:
+        log.warning("%s", report.summary())
     return data
+
+
+def validate_gt(dataset: Mapping[str, Any], source: str = "ground truth") -> tuple[dict[str, Any], LoadReport]:
+    """``(dataset without its bad annotations, LoadReport)``.
+
+    The record rules of data loading (:func:`hsrpose.data.coco.check_annotation`: unknown
+    category, orphan image id, keypoints of the wrong length or not finite, bad box), plus
+    what COCOeval reads from a keypoint annotation: the fields ``keypoints``, ``bbox``,
+    ``area``, ``iscrowd``, ``num_keypoints`` and a finite ``area >= 0``. Each skipped record
+    is logged once (WARNING, annotation id and field). The dataset is not modified.
+    """
+    image_ids: set[int] = set()
+    for i, im in enumerate(dataset["images"]):
+        if not isinstance(im, dict) or "id" not in im:
+            raise DataError(f"{source}: images[{i}] is not an object with an 'id'")
+        image_ids.add(im["id"])
+    counts = keypoint_counts(dataset["categories"], source)
+    report = LoadReport(source=source)
+    kept: list[Any] = []
+    for i, rec in enumerate(dataset["annotations"]):
+        try:
+            checked = check_annotation(rec, i, source, image_ids, counts)
+            if counts[rec["category_id"]]:
+                _check_scored_fields(rec, checked.ann_id, i)
+        except BadRecord as e:
+            report.skip(e.reason, str(e))
+            continue
+        kept.append(rec)
+    report.kept = len(kept)
+    return {**dataset, "annotations": kept}, report
+
+
+def _check_scored_fields(rec: Mapping[str, Any], ann_id: int, index: int) -> None:
+    tag = f"annotation id {ann_id} (annotations[{index}])"
+    missing = [k for k in _SCORED_FIELDS if rec.get(k) is None]
+    if missing:
+        raise BadRecord("missing field", f"{tag}: no {', '.join(repr(k) for k in missing)} (COCOeval reads it)")
+    area = rec["area"]
+    if isinstance(area, bool) or not isinstance(area, (int, float)) or not math.isfinite(area) or area < 0:
+        raise BadRecord("bad area", f"{tag}: area {area!r} is not a finite number >= 0")
 
 
 def _resolve_sigmas(gt: Mapping[str, Any], sigmas: Sequence[float] | np.ndarray | None) -> np.ndarray | None:
@@ -102,40 +160,6 @@ def _build_coco(coco_cls: type, dataset: dict[str, Any]) -> Any:
     return coco
 
 
-def _load_keypoint_results(coco_cls: type, coco_gt: Any, entries: list[dict[str, Any]]) -> Any:
-    """``coco_gt.loadRes(entries)`` for keypoint results, with the per-entry min/max vectorised.
-
-    loadRes spends most of its time in four ``np.min``/``np.max`` calls per entry; this gives the
-    same ``area``, ``bbox`` and ``id`` fields (exact: min, max, minus and times are correctly
-    rounded whatever the order) in one pass. Entries that loadRes would read differently
-    (its branch is chosen by the first entry: ``caption``, ``bbox``, ``segmentation`` come
-    before ``keypoints``) or keypoint lists of unequal length go through loadRes itself.
-    """
-    first = entries[0]
-    if any(k in first for k in ("caption", "segmentation")) or ("bbox" in first and first["bbox"] != []):
-        return coco_gt.loadRes(entries)
-    try:
-        kp = np.asarray([r["keypoints"] for r in entries])
-    except ValueError:  # ragged
-        return coco_gt.loadRes(entries)
-    if kp.ndim != 2 or kp.dtype.kind not in "if":
-        return coco_gt.loadRes(entries)
-    x, y = kp[:, 0::3], kp[:, 1::3]
-    x0, x1, y0, y1 = x.min(axis=1), x.max(axis=1), y.min(axis=1), y.max(axis=1)
-    w, h = x1 - x0, y1 - y0
-    area = w * h
-    for i, r in enumerate(entries):
-        r["area"] = area[i]
-        r["id"] = i + 1
-        r["bbox"] = [x0[i], y0[i], w[i], h[i]]
-    res = coco_cls()
-    res.dataset["images"] = list(coco_gt.dataset["images"])
-    res.dataset["categories"] = copy.deepcopy(coco_gt.dataset["categories"])
-    res.dataset["annotations"] = entries
-    res.createIndex()
-    return res
-
-
 def score_results(
     gt: GroundTruth,
     results: Results,
@@ -150,7 +174,7 @@ def score_results(
         results: COCO keypoint results (JSON path or list of entries, keypoints in image px).
             The entries are copied: the caller's dicts are not modified.
         sigmas: per-keypoint OKS sigmas; required unless the set has 17 keypoints (COCO's).
-        backend: "fast" (faster-coco-eval) or "pycocotools" (the reference).
+        backend: "hotcoco" (the default, same numbers) or "pycocotools" (the reference).
         validate: reject malformed entries (see :mod:`hsrpose.evaluation.results`) first.
     """
     if backend not in BACKENDS:
@@ -165,22 +189,18 @@ def score_results(
         entries = list(results)
     if validate:
         validate_results(entries, {int(im["id"]) for im in dataset["images"]}, keypoint_categories(dataset), source)
-    # loadRes/evaluate write 'area', 'bbox', 'id' into the result entries and 'ignore' into the
-    # ground-truth annotations: work on shallow copies so the caller's objects stay as they were.
+    if backend == "hotcoco":
+        return _score_hotcoco(dataset, entries, kpt_sigmas)  # copies into Rust, modifies nothing
+    # pycocotools' loadRes/evaluate write 'area', 'bbox', 'id' into the result entries and 'ignore'
+    # into the ground-truth annotations: work on shallow copies so the caller's objects stay as they were.
     entries = [dict(r) for r in entries]
     dataset = {**dataset, "annotations": [dict(a) for a in dataset["annotations"]]}
-
-    if backend == "fast":
-        from faster_coco_eval import COCO, COCOeval_faster as COCOeval
-    else:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = _build_coco(COCO, dataset)
-        if entries and backend == "fast":
-            coco_dt = _load_keypoint_results(COCO, coco_gt, entries)
-        elif entries:
+        if entries:
             coco_dt = coco_gt.loadRes(entries)  # the reference, untouched
         else:
             # pycocotools' loadRes cannot take an empty list; no detections scores 0.
@@ -193,6 +213,23 @@ def score_results(
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
+    stats = np.asarray(ev.stats, dtype=np.float64)[: len(METRIC_NAMES)]
+    return {name: float(v) for name, v in zip(METRIC_NAMES, stats)}
+
+
+def _score_hotcoco(dataset: dict[str, Any], entries: list[dict[str, Any]], kpt_sigmas: np.ndarray | None) -> dict[str, float]:
+    """The ten numbers from hotcoco's COCOeval (pycocotools' API in Rust; ``summary_lines``
+    fills ``stats`` without printing, the Rust side writes nothing to stdout)."""
+    import hotcoco
+
+    coco_gt = hotcoco.COCO(dataset)
+    coco_dt = coco_gt.loadRes(entries)  # an empty list gives an empty result set (scores 0)
+    ev = hotcoco.COCOeval(coco_gt, coco_dt, "keypoints")
+    if kpt_sigmas is not None:
+        ev.params.kpt_oks_sigmas = [float(v) for v in kpt_sigmas]
+    ev.evaluate()
+    ev.accumulate()
+    ev.summary_lines()
     stats = np.asarray(ev.stats, dtype=np.float64)[: len(METRIC_NAMES)]
     return {name: float(v) for name, v in zip(METRIC_NAMES, stats)}
 

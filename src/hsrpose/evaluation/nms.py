@@ -30,7 +30,7 @@ import numpy as np
 
 from hsrpose.data.keypoints import COCO_KEYPOINTS
 
-__all__ = ["oks_iou", "oks_nms", "soft_oks_nms"]
+__all__ = ["oks_iou", "oks_nms", "soft_oks_nms", "batched_oks_nms"]
 
 
 def _sigmas(sigmas: np.ndarray | None, k: int) -> np.ndarray:
@@ -136,3 +136,109 @@ def soft_oks_nms(
         resort = np.argsort(-cur, kind="stable")
         order, cur = rest[resort], cur[resort]
     return np.asarray(keep, dtype=np.int64)
+
+
+def batched_oks_nms(
+    image_ids: np.ndarray,
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    areas: np.ndarray,
+    thr: float = 0.9,
+    sigmas: np.ndarray | None = None,
+    in_vis_thr: float | None = None,
+    max_elements: int = 1 << 18,
+) -> np.ndarray:
+    """Greedy OKS-NMS of every image at once; the same indices as :func:`oks_nms` per image.
+
+    Equal, index for index, to running :func:`oks_nms` on each image's instances (taken in
+    their original order) and joining the kept indices image by image in ascending image id.
+    Instead of one Python loop per image and per kept instance, images of similar instance
+    counts are padded into blocks, each block's pairwise OKS is computed in one pass with the
+    same float operations as :func:`oks_iou` (so bit-identical values), and the greedy scan
+    runs over score ranks for all images of a block together.
+
+    Args:
+        image_ids: (N,) int image of each instance.
+        keypoints, scores, areas, thr, sigmas, in_vis_thr: as :func:`oks_nms` (N instances).
+        max_elements: size bound of a block's (images, M (M - 1) / 2, K) OKS terms; changes speed and
+            memory, never results (2 MB of float64 by default: cache-sized blocks measured fastest).
+    Returns:
+        (n_kept,) int64 indices into the N instances: by ascending image id, then highest score first.
+    """
+    kp, sc, ar = _check(keypoints, scores, areas)
+    ids = np.asarray(image_ids).reshape(-1)
+    if ids.shape[0] != sc.shape[0]:
+        raise ValueError(f"OKS-NMS: {ids.shape[0]} image ids for {sc.shape[0]} instances")
+    n, k = kp.shape[0], kp.shape[1]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    var = (2.0 * _sigmas(sigmas, k)) ** 2  # (K,)
+    # Image-major, then score-descending; stable, so ties keep the original order as oks_nms does.
+    order = np.lexsort((-sc, ids))
+    kp_s, ar_s = kp[order], ar[order]
+    starts = np.flatnonzero(np.r_[True, ids[order][1:] != ids[order][:-1]])
+    counts = np.diff(np.r_[starts, n])
+    keep_sorted = np.zeros(n, dtype=bool)
+    by_count = np.argsort(counts, kind="stable")  # similar counts share a block: little padding
+    i = 0
+    while i < len(by_count):
+        j = i + 1  # add images (ascending counts) while the block's pair terms stay within the bound
+        while j < len(by_count) and (j - i + 1) * int(counts[by_count[j]]) ** 2 * max(k, 1) <= 2 * max_elements:
+            j += 1
+        block = by_count[i:j]
+        m = int(counts[block].max())
+        pos = starts[block][:, None] + np.arange(m)[None, :]  # (B,M) positions in the sorted order
+        valid = np.arange(m)[None, :] < counts[block][:, None]
+        pos = np.where(valid, pos, starts[block][:, None])  # padding repeats the first instance
+        keep_sorted[pos[valid]] = _greedy_block(kp_s[pos], ar_s[pos], valid, var, thr, in_vis_thr)[valid]
+        i = j
+    return order[keep_sorted].astype(np.int64)
+
+
+def _greedy_block(
+    kp: np.ndarray, ar: np.ndarray, valid: np.ndarray, var: np.ndarray, thr: float, in_vis_thr: float | None
+) -> np.ndarray:
+    """Keep mask (B,M) of greedy OKS-NMS over B images of M score-sorted instances (padding invalid).
+
+    The OKS of rank t (the kept one, ``g``) against each later rank u is :func:`oks_iou`'s, written
+    with the same operations in the same order (``dx*dx + dy*dy`` is the sum of the two squares
+    it reduces; the mean over keypoints runs on contiguous rows of K, as there).
+    """
+    b, m, k = kp.shape[:3]
+    t_idx, u_idx = np.triu_indices(m, 1)  # the pairs the greedy scan can use: t < u
+    x, y = np.ascontiguousarray(kp[..., 0]), np.ascontiguousarray(kp[..., 1])  # (B,M,K)
+    # In place, in oks_iou's order: e = sq / var / (area + eps) / 2, then exp(-e).
+    e = np.take(x, u_idx, axis=1)  # (B,P,K)
+    e -= np.take(x, t_idx, axis=1)  # dx
+    e *= e
+    dy = np.take(y, u_idx, axis=1)
+    dy -= np.take(y, t_idx, axis=1)
+    dy *= dy
+    e += dy
+    del dy
+    e /= var
+    area = np.take(ar, t_idx, axis=1) + np.take(ar, u_idx, axis=1)  # (B,P)
+    area /= 2.0
+    area += np.spacing(1)
+    e /= area[..., None]
+    e /= 2.0
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    if in_vis_thr is None:
+        ovr = e.mean(axis=-1) if k else np.zeros(e.shape[:2])
+    else:
+        vis = kp[..., 2] > in_vis_thr  # (B,M,K)
+        used = np.take(vis, t_idx, axis=1) & np.take(vis, u_idx, axis=1)
+        cnt = used.sum(axis=-1)
+        total = np.where(used, e, 0.0).sum(axis=-1)
+        ovr = np.divide(total, cnt, out=np.zeros_like(total), where=cnt > 0)
+    # oks_nms drops the rest with ``not (ovr <= thr)`` (so a NaN OKS drops too).
+    drops = np.zeros((b, m, m), dtype=bool)
+    drops[:, t_idx, u_idx] = ~(ovr <= thr)
+    alive = valid.copy()
+    keep = np.zeros((b, m), dtype=bool)
+    for t in range(m):
+        kt = alive[:, t]
+        keep[:, t] = kt
+        alive &= ~(drops[:, t, :] & kt[:, None])
+    return keep

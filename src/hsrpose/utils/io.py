@@ -73,6 +73,12 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     atomic_save(path, lambda tmp: torch.save(obj, tmp))
 
 
+try:
+    import orjson as _orjson
+except ImportError:  # optional speed-up; json gives the same objects
+    _orjson = None
+
+
 def read_json(path: str | os.PathLike[str], error: type[Exception] | None = None) -> Any:
     """Parse a JSON file; a missing/unreadable file or a syntax error raises ``error``
     (default :class:`hsrpose.errors.DataError`) naming the file, line and column."""
@@ -88,6 +94,14 @@ def read_json(path: str | os.PathLike[str], error: type[Exception] | None = None
         raise err(f"{p}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise err(f"{p}: cannot read ({e.strerror or e})") from None
+    if _orjson is not None:
+        # orjson parses ~3x faster (COCO results files run to 100 MB); it refuses what json
+        # accepts beyond strict JSON (NaN literals, huge integers): json then reads it, or
+        # gives the line and column of the error.
+        try:
+            return _orjson.loads(text)
+        except _orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
