@@ -133,25 +133,39 @@ def test_options_run_writes_checkpoints_logs_and_curves(coco_mini: Path, subset4
     assert meta.preset == "hsrnet_tiny_128x96" and meta.input_hw == (128, 96)
 
 
+@pytest.mark.parametrize(
+    "images, overrides, nan_step, message, stopped_after, checkpoint",
+    [
+        # 2 steps per epoch; the epoch end (step 4) syncs and stops; last.pth is epoch 1's
+        (4, ["train_subset=4"], 3, "step 3", 4, (1, 2)),
+        # losses sync every nan_check_interval=3 steps: a NaN at step 5 stops the run at the sync of
+        # step 6 (within the interval), naming step 5 and the range 5-6; last.pth stays the epoch-1
+        # checkpoint (step 4), written before any unchecked loss
+        (6, ["train_subset=8", "log_interval=100", "nan_check_interval=3"], 5, r"step 5 .*steps 5-6", 6, (1, 4)),
+    ],
+)
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(
-    coco_mini: Path, subset4: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    coco_mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    images: int, overrides: list[str], nan_step: int, message: str, stopped_after: int, checkpoint: tuple[int, int],
+) -> None:  # fmt: skip
     import hsrpose.engine.train as engine
 
+    ann = write_coco_subset(coco_mini, tmp_path / "ann.json", images)
     calls = {"n": 0}
     real_loss = engine.joints_mse_loss
 
-    def loss_nan_at_step_3(*args: torch.Tensor) -> torch.Tensor:
+    def loss_nan_at_step(*args: torch.Tensor) -> torch.Tensor:
         calls["n"] += 1
         out = real_loss(*args)
-        return out * math.nan if calls["n"] == 3 else out
+        return out * math.nan if calls["n"] == nan_step else out
 
-    monkeypatch.setattr(engine, "joints_mse_loss", loss_nan_at_step_3)
-    cfg = small_cfg(coco_mini, subset4, tmp_path / "run", "optim.epochs=3", "train_subset=4")  # 2 steps per epoch
-    with pytest.raises(NonFiniteLossError, match="step 3"):
+    monkeypatch.setattr(engine, "joints_mse_loss", loss_nan_at_step)
+    cfg = small_cfg(coco_mini, ann, tmp_path / "run", "optim.epochs=3", *overrides)
+    with pytest.raises(NonFiniteLossError, match=message):
         train(cfg)
+    assert calls["n"] == stopped_after
     ck = load_checkpoint(tmp_path / "run" / "last.pth")
-    assert (ck["epoch"], ck["step"]) == (1, 2)
+    assert (ck["epoch"], ck["step"]) == checkpoint
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
 
 

@@ -17,6 +17,10 @@ raises :class:`hsrpose.errors.DataError` naming the file and the record / JSON
 line and column; a record with bad values (NaN or negative box, keypoint list of
 the wrong length, image id without an image entry) is skipped and counted in the
 :class:`LoadReport`, with the annotation id, so one bad record never stops a run.
+
+The instances come back as an :class:`~hsrpose.data.instance_store.InstanceStore` (flat numpy
+columns that DataLoader workers share without copies); large ground-truth files are cached
+(see that module).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any, Container, Literal, Mapping, Sequence
 
 import numpy as np
 
+from hsrpose.data.instance_store import InstanceStore, load_cached, release_freed_memory, save_cached
 from hsrpose.data.keypoints import KeypointInfo
 from hsrpose.errors import DataError
 from hsrpose.utils.io import read_json
@@ -114,7 +119,7 @@ class LoadReport:
 class CocoInstances:
     """Result of :func:`load_coco`: the instances, the keypoint set and the load report."""
 
-    instances: list[Instance]
+    instances: Sequence[Instance]  # an InstanceStore from load_coco
     keypoint_info: KeypointInfo
     report: LoadReport
     category_id: int
@@ -201,6 +206,11 @@ def load_coco(
         DataError: the file (or det file) is malformed; the message gives the location.
     """
     where = str(ann_file)
+    options = {"mode": mode, "category_id": category_id, "flip_pairs": flip_pairs, "oks_sigmas": oks_sigmas,
+               "fallback_oks_sigmas": fallback_oks_sigmas}  # fmt: skip
+    cached = load_cached(ann_file, options) if mode in ("train", "gt") else None
+    if cached is not None:
+        return cached
     data = read_json(ann_file)
     if not isinstance(data, dict):
         raise DataError(f"{where}: top level must be a JSON object, got {type(data).__name__}")
@@ -236,7 +246,12 @@ def load_coco(
     else:
         raise ValueError(f"load_coco: mode must be 'train', 'gt' or 'det', got {mode!r}")
     report.kept = len(instances)
-    return CocoInstances(instances, kinfo, report, cat_id)
+    result = CocoInstances(InstanceStore.from_instances(instances, num_k), kinfo, report, cat_id)
+    data = images = categories = anns = instances = None  # type: ignore[assignment]  # drop the parsed JSON
+    release_freed_memory()  # the parsed JSON is garbage now: return its pages to the OS
+    if mode in ("train", "gt"):
+        save_cached(ann_file, options, result)
+    return result
 
 
 class BadRecord(ValueError):
@@ -409,7 +424,7 @@ def load_coco_instances(
     category_id: int | None = None,
     flip_pairs: Sequence[Sequence[int]] | None = None,
     oks_sigmas: Sequence[float] | None = None,
-) -> list[Instance]:
+) -> Sequence[Instance]:
     """The instances of :func:`load_coco` only; the report's summary is logged (INFO, WARNING if records were skipped)."""
     res = load_coco(ann_file, mode, det_file, score_thr, category_id, flip_pairs, oks_sigmas)
     log.log(logging.WARNING if res.report.num_skipped else logging.INFO, "%s", res.report.summary())

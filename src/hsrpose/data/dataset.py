@@ -29,6 +29,7 @@ from hsrpose.codec import HeatmapCodec
 from hsrpose.data.coco import Instance
 from hsrpose.data.config import AugmentConfig
 from hsrpose.data.geometry import box_to_center_size, invert_affine, warp_crop
+from hsrpose.data.instance_store import InstanceStore
 from hsrpose.data.imageio import ImageReadError, read_image_bgr
 from hsrpose.data.keypoints import COCO_KEYPOINTS, KeypointInfo
 from hsrpose.data.transforms import CropParams, crop_matrix, keypoints_to_crop, sample_crop_params, to_input_array
@@ -73,7 +74,8 @@ class TopDownDataset(Dataset):
         box_padding: float = 1.25,
         aspect_wh: float | None = None,
     ) -> None:
-        self.instances = list(instances)
+        # An InstanceStore stays one (workers share its arrays); anything else becomes a list.
+        self.instances = instances if isinstance(instances, InstanceStore) else list(instances)
         self.image_dir = Path(image_dir)
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         if tuple(codec.input_hw) != self.input_hw:

@@ -72,6 +72,9 @@ class TrainConfig:
         amp: autocast dtype: ``none`` (fp32), ``bf16`` or ``fp16`` (fp16 uses a GradScaler).
         channels_last: NHWC memory format for model and inputs (faster convs with AMP on GPUs).
         compile: wrap the model in ``torch.compile``.
+        cuda_graphs: with ``compile``: ``mode="reduce-overhead"`` (CUDA graphs).
+        fused_adam: the fused (single-kernel) Adam/AdamW on CUDA.
+        tf32: TF32 for fp32 matmuls and convolutions on CUDA (off = off for cuBLAS and cuDNN).
         sync_bn: convert BatchNorm to SyncBatchNorm under DDP (GPU only in PyTorch).
         freeze_bn: keep every BatchNorm in eval mode (running statistics fixed, affine trained).
         ema: keep an exponential moving average of the weights; validation and best.pth use it.
@@ -80,6 +83,8 @@ class TrainConfig:
         checkpoint_interval: also write ``last.pth`` every N optimizer steps inside an epoch
             (0 = only at epoch ends); a resumed run continues mid-epoch from it.
         log_interval: write a ``train`` metrics record every N optimizer steps.
+        nan_check_interval: losses stay on the device between host syncs (at log intervals and
+            every N steps); a NaN/inf loss stops the run at the next sync, within N steps.
         train_subset: train on the first N instances only (overfit checks, smoke tests); 0 = all.
         seed: seeds model init, data order and augmentation.
         deterministic: ``torch.use_deterministic_algorithms(True)`` (bitwise reproducible on CPU;
@@ -100,6 +105,9 @@ class TrainConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
     compile: bool = False
+    cuda_graphs: bool = False
+    fused_adam: bool = False
+    tf32: bool = False
     sync_bn: bool = False
     freeze_bn: bool = False
     ema: bool = False
@@ -107,6 +115,7 @@ class TrainConfig:
     eval_interval: int = 10
     checkpoint_interval: int = 0
     log_interval: int = 20
+    nan_check_interval: int = 20
     train_subset: int = 0
     seed: int = 0
     deterministic: bool = False

@@ -52,6 +52,7 @@ from hsrpose.engine.checkpoint import (
 )
 from hsrpose.engine.config import TrainConfig, parse_model_kwargs
 from hsrpose.engine.logging import MetricsLogger, plot_curves, read_metrics
+from hsrpose.engine.step import SpeedOptions, TrainStep, apply_backend_options, build_optimizer, compile_model
 from hsrpose.errors import HsrposeError
 
 __all__ = ["TrainConfig", "TrainResult", "NonFiniteLossError", "joints_mse_loss", "train", "ResumableSampler"]
@@ -153,22 +154,8 @@ def _params_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def _amp_dtype(amp: str) -> torch.dtype | None:
-    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-
-
 def _current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
-
-
-def _build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    o = cfg.optim
-    params = [p for p in model.parameters() if p.requires_grad]
-    if o.optimizer == "adam":
-        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-    if o.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 def _make_checkpoint(
@@ -305,7 +292,11 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
         save_config(cfg, run_dir / "config.yaml")
 
     _set_determinism(cfg)
+    speed = SpeedOptions.from_config(cfg)
+    apply_backend_options(speed, device)
     o = cfg.optim
+    if cfg.nan_check_interval < 1:
+        raise HsrposeError(f"nan_check_interval must be >= 1, got {cfg.nan_check_interval}")
     if o.batch_size % world:
         raise HsrposeError(f"optim.batch_size={o.batch_size} (global) does not divide by the {world} processes")
     per_rank_batch = o.batch_size // world
@@ -363,9 +354,8 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
 
-    optimizer = _build_optimizer(cfg, model)
+    optimizer = build_optimizer(o, model, fused=speed.fused_adam)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(o.milestones), gamma=o.gamma)
-    amp_dtype = _amp_dtype(cfg.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")  # bf16 has fp32's range: no scaling
     ema: torch.optim.swa_utils.AveragedModel | None = None
     if cfg.ema:
@@ -416,15 +406,40 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
     train_model: nn.Module = model
     if world > 1:
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        train_model = torch.compile(train_model)  # type: ignore[assignment]
+    train_model = compile_model(train_model, speed)
+    train_step = TrainStep(model, train_model, optimizer, joints_mse_loss, amp=cfg.amp, scaler=scaler, ema=ema, grad_clip=o.grad_clip,
+                           cuda_graphs=speed.cuda_graphs)
 
     logger = MetricsLogger(run_dir, enabled=info.is_main, tensorboard=cfg.tensorboard, resume_step=step if ckpt is not None else None)
     if ckpt is not None:
         logger.truncate_after(step)  # drop what a killed run logged after its last checkpoint
 
+    # Losses stay on the device until a sync: at log intervals, every ``nan_check_interval``
+    # steps and before every checkpoint. One all-reduce of the stacked values gives each step
+    # the same mean over ranks the per-step sync gave, added up in the same order.
+    pending: list[torch.Tensor] = []  # this rank's losses of the steps since the last sync
+    last_loss = {"value": math.nan}
+
+    def sync_losses(epoch: int) -> None:
+        """Host-sync the pending losses: add them to the epoch sum; stop on the first non-finite one."""
+        if not pending:
+            return
+        values = du.all_reduce_mean(torch.stack(pending)).tolist()  # every rank sees the same values
+        first = step - len(values) + 1
+        pending.clear()
+        for i, value in enumerate(values):
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"loss is {value} at step {first + i} (epoch {epoch + 1}; steps {first}-{step} were checked together, "
+                    f"nan_check_interval={cfg.nan_check_interval}); stopped without writing weights, "
+                    f"the last good checkpoint is {run_dir / LAST_NAME}. Try a lower optim.lr, optim.grad_clip, or amp=bf16 instead of fp16."
+                )
+            epoch_stats["loss_sum"] += value * per_rank_batch * world
+        last_loss["value"] = values[-1]
+
     def write_checkpoint(name: str, epoch_done: int, model_state: dict[str, torch.Tensor] | None = None) -> None:
         """Gather every rank's RNG state (a collective), then rank 0 writes ``name`` atomically."""
+        sync_losses(epoch_done)  # a checkpoint never holds weights trained on an unchecked loss
         if not _params_finite(model):
             raise NonFiniteLossError(f"parameters became non-finite by step {step}; kept the last good checkpoint")
         gathered = du.all_gather_object((capture_rng_state(), epoch_stats["bad"]))
@@ -469,38 +484,24 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
                 target = batch["target"].to(device, non_blocking=True)
                 target_weight = batch["target_weight"].to(device, non_blocking=True)
 
-            with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                heatmaps = train_model(images)
-            loss = joints_mse_loss(heatmaps.float(), target, target_weight)  # loss in fp32 whatever the autocast
-
-            # Mean over ranks: every rank sees the same value, so all stop together on NaN.
-            loss_value = float(du.all_reduce_mean(loss.detach()))
-            if not math.isfinite(loss_value):
-                if bar is not None:
-                    bar.close()
-                raise NonFiniteLossError(
-                    f"loss is {loss_value} at step {step + 1} (epoch {epoch + 1}); stopped without writing weights, "
-                    f"the last good checkpoint is {run_dir / LAST_NAME}. Try a lower optim.lr, optim.grad_clip, or amp=bf16 instead of fp16."
-                )
-
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if o.grad_clip > 0:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:
-                ema.update_parameters(model)
+            pending.append(train_step(images, target, target_weight))
 
             step += 1
             epoch_step += 1
-            epoch_stats["loss_sum"] += loss_value * per_rank_batch * world
             epoch_stats["samples"] += per_rank_batch * world
             epoch_stats["bad"] += bad  # this rank's count; summed over ranks at the epoch end
             n_log += per_rank_batch * world
 
-            if step % cfg.log_interval == 0 or epoch_step == steps_per_epoch:
+            log_now = step % cfg.log_interval == 0 or epoch_step == steps_per_epoch
+            if log_now or step % cfg.nan_check_interval == 0:
+                try:
+                    sync_losses(epoch)
+                except NonFiniteLossError:
+                    if bar is not None:
+                        bar.close()
+                    raise
+            if log_now:
+                loss_value = last_loss["value"]
                 dt = time.perf_counter() - t_log
                 rate = n_log / dt if dt > 0 else 0.0
                 logger.log("train", epoch + 1, step, {"loss": loss_value, "lr": _current_lr(optimizer), "samples_per_s": rate})

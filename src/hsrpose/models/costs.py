@@ -27,6 +27,17 @@ class ModelCost:
     def gmacs(self) -> float:
         return self.macs / 1e9
 
+    @property
+    def flops(self) -> int:
+        """FLOPs of one forward pass (2 per MAC): what MFU of inference counts."""
+        return 2 * self.macs
+
+    @property
+    def train_flops(self) -> int:
+        """FLOPs of one training sample: forward + backward = 3 x forward (the backward computes the
+        gradients of both inputs and weights, 2 x forward; the usual MFU convention, as in PaLM)."""
+        return 3 * self.flops
+
 
 def model_cost(name: str, input_hw: tuple[int, int] | None = None, num_keypoints: int = 17, **kwargs: Any) -> ModelCost:
     """Count params and MACs of preset ``name`` at ``input_hw`` (default: the preset's input size)."""
