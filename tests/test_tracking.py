@@ -49,6 +49,13 @@ def test_low_score_detection_continues_a_track_but_never_starts_one() -> None:
     assert float(tracked[0].instance.box_xywh[0]) == pytest.approx(52 - 16)
     # below low_thr: ignored, the track is lost for this frame
     assert tracker.update([_pose(54, 0.05)], 2) == []
+    # after undecodable frames 3..4 the previous decoded frame (2) counts as "the previous frame":
+    # but the track was lost at frame 2, so a low-score pose cannot continue it ...
+    assert tracker.update([_pose(56, 0.2)], 5) == []
+    # ... while a track matched in the last decoded frame can be continued across a gap
+    [b] = tracker.update([_pose(58, 0.9)], 6)
+    [c] = tracker.update([_pose(60, 0.2)], 9)
+    assert c.track_id == b.track_id == a.track_id
 
 
 def test_lost_track_survives_a_gap_and_is_forgotten_after_max_lost() -> None:

@@ -12,7 +12,7 @@ each a track id, ByteTrack-style, with a pose-aware similarity:
 2. **First association**: detections with instance score >= ``high_thr`` against every
    track (tracked last frame, or lost for up to ``max_lost`` frames).
 3. **Second association** (ByteTrack): detections with ``low_thr <= score < high_thr``
-   against the tracks tracked in the previous frame that are still unmatched; a
+   against the tracks tracked in the previous (decoded) frame that are still unmatched; a
    low-score detection continues a track but never starts one.
 4. Unmatched high-score detections start new tracks (ids 1, 2, ...); unmatched tracks
    become lost and are deleted after ``max_lost`` frames without a match.
@@ -160,7 +160,6 @@ class PoseTracker:
         cfg = self.cfg
         if self.frame is not None and frame <= self.frame:
             raise ValueError(f"PoseTracker.update: frame {frame} is not after frame {self.frame}")
-        prev_frame = frame - 1
         # Drop tracks lost for longer than max_lost frames (a gap of undecodable frames counts).
         self.tracks = [t for t in self.tracks if frame - t.last_frame <= cfg.max_lost + 1]
         scores = np.array([float(d.score) for d in instances], dtype=np.float64)
@@ -175,8 +174,9 @@ class PoseTracker:
         for r, c in _assign(sim, cfg.match_thr):
             matched[high[c]] = pool[r]
             used_tracks.add(r)
-        # 2. low-score detections against the still-unmatched tracks of the previous frame
-        rest = [t for j, t in enumerate(pool) if j not in used_tracks and t.last_frame == prev_frame]
+        # 2. low-score detections against the still-unmatched tracks of the previous frame seen
+        # (after a gap of undecodable frames, that is the last decoded one)
+        rest = [t for j, t in enumerate(pool) if j not in used_tracks and t.last_frame == self.frame]
         sim = pose_similarity([t.instance for t in rest], [instances[i] for i in low], self.sigmas, cfg.oks_weight, cfg.kpt_thr)
         for r, c in _assign(sim, cfg.match_thr):
             matched[low[c]] = rest[r]
