@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hsrpose.commands.model_options import add_model_options
 
     add_model_options(parser)
+    # Video tracking (hsrpose.inference.video): ids, SimpleBaseline box propagation, One-Euro smoothing.
+    parser.add_argument("--track", action="store_true", help="video: give each person a stable track_id (also writes posetrack.json)")
+    parser.add_argument("--det-interval", type=int, default=1, metavar="N",
+                        help="video with --track: run the detector every N frames, boxes between from the tracks' keypoints (default 1)")
+    parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
+                        help="video with --track: One-Euro smoothing of each track's keypoints (default: on with --track)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
     results: list[dict[str, Any]] = []
     images_meta: list[dict[str, Any]] = []
+    if args.track or args.det_interval != 1 or args.smooth:
+        return _run_tracked_video(src, out, estimator, args)
     if src.is_file() and src.suffix.lower() in VIDEO_EXTS:
         n_ok, n_bad = _run_video(src, out, estimator, args, results, images_meta)
         unit = "frames"
@@ -114,6 +122,22 @@ def run(args: argparse.Namespace) -> int:
     skipped = f", {n_bad} unreadable skipped" if n_bad else ""
     print(f"hsrpose predict: {n_ok} {unit}{skipped}, {len(results)} people -> {out / 'results.json'}")
     return 0 if n_ok > 0 or n_bad == 0 else 1
+
+
+def _run_tracked_video(src: Path, out: Path, estimator: "PoseEstimator", args: argparse.Namespace) -> int:
+    """``--track`` / ``--det-interval`` / ``--smooth``: the frame-by-frame loop of hsrpose.inference.video."""
+    from hsrpose.errors import HsrposeError
+    from hsrpose.inference.video import VideoOptions, run_video_file
+
+    if not (src.is_file() and src.suffix.lower() in VIDEO_EXTS):
+        raise HsrposeError(f"{src}: --track, --det-interval and --smooth work on a video file ({', '.join(VIDEO_EXTS)})")
+    opts = VideoOptions(track=args.track, det_interval=args.det_interval, smooth=args.track if args.smooth is None else args.smooth)
+    frames, run = run_video_file(src, out, estimator, opts, draw=not args.no_draw, kpt_thr=args.kpt_thr, box_thr=args.box_thr)
+    n_people = sum(len(f.poses) for f in frames)
+    skipped = f", {run.frames_bad} undecodable skipped" if run.frames_bad else ""
+    print(f"hsrpose predict: {run.frames_ok} frames{skipped}, {n_people} poses, {len(run.track_ids)} tracks, "
+          f"{run.fps:.1f} frames/s (detector on {run.detector_calls}) -> {out / 'results.json'}")  # fmt: skip
+    return 0
 
 
 def _read_ann(path: str) -> tuple[dict[str, int], Any]:
