@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hsrpose.data.datasets import DATASET_CHOICES, data_root_files
 from hsrpose.errors import CheckpointError, HsrposeError
 
 HELP = "evaluate weights on COCO with the published top-down protocol"
@@ -39,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     boxes.add_argument("--boxes", metavar="DET.json", help="person detection results (COCO format): the published protocol")
     boxes.add_argument("--gt-boxes", action="store_true", help="crop from ground-truth boxes (about +2 AP: not comparable)")
     parser.add_argument("--ann", default=None, help="annotation file (overrides DATA_ROOT/annotations/person_keypoints_val2017.json)")
+    parser.add_argument("--dataset", choices=DATASET_CHOICES, default="auto", help="coco, mpii (PCKh; use --gt-boxes) or "
+                        "crowdpose (default: from the files; --data-root then takes that dataset's layout)")  # fmt: skip
     parser.add_argument("--images", default=None, help="image folder (overrides DATA_ROOT/val2017)")
     parser.add_argument("--out", default=None, help="results JSON to write (default: <preset>_<boxes>_results.json)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
@@ -52,8 +55,9 @@ def _resolve_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     if args.data_root is None and (args.ann is None or args.images is None):
         raise HsrposeError("give --data-root (COCO layout) or both --ann and --images")
     root = Path(args.data_root) if args.data_root else Path(".")
-    ann = Path(args.ann) if args.ann else root / DEFAULT_ANN
-    images = Path(args.images) if args.images else root / DEFAULT_IMAGES
+    files = data_root_files(root, getattr(args, "dataset", "auto"))[1] if args.data_root else {"val_ann": DEFAULT_ANN, "val_images": DEFAULT_IMAGES}
+    ann = Path(args.ann) if args.ann else files["val_ann"]
+    images = Path(args.images) if args.images else files["val_images"]
     if not ann.is_file():
         raise HsrposeError(f"annotation file not found: {ann}")
     if not images.is_dir():
@@ -98,10 +102,11 @@ def run(args: argparse.Namespace) -> int:
 
     from hsrpose.codec import HeatmapCodec
     from hsrpose.config import apply_overrides
-    from hsrpose.data.coco import load_coco
     from hsrpose.data.dataset import TopDownDataset
+    from hsrpose.data.datasets import format_dataset_metrics, ground_truth, load_dataset
     from hsrpose.engine.evaluate import EvalConfig, evaluate
     from hsrpose.evaluation.cocoeval import format_metrics
+    from hsrpose.evaluation.pckh import format_pckh
     from hsrpose.models import get_preset
     from hsrpose.utils.io import atomic_write_json
 
@@ -127,11 +132,14 @@ def run(args: argparse.Namespace) -> int:
     input_hw = tuple(meta.input_hw) if meta else preset.input_hw
     heatmap_hw = tuple(meta.heatmap_hw) if meta else preset.heatmap_hw
     if args.gt_boxes:
-        coco = load_coco(ann, mode="gt")
+        name, coco = load_dataset(args.dataset, ann, mode="gt")
         box_line = f"# boxes: ground truth of {ann} (NOT the published protocol: about +2 AP over detector boxes)"
+        if name == "mpii":
+            box_line = f"# boxes: annotated center/scale of {ann} (the MPII single-person protocol)"
     else:
-        coco = load_coco(ann, mode="det", det_file=args.boxes, score_thr=cfg.det_score_thr)
+        name, coco = load_dataset(args.dataset, ann, mode="det", det_file=args.boxes, score_thr=cfg.det_score_thr)
         box_line = f"# boxes: detector file {args.boxes} (score >= {cfg.det_score_thr:g})"
+    gt = ground_truth(name, ann)  # COCO: the file; MPII / CrowdPose: their scorer
     kinfo = meta.keypoint_info if meta else coco.keypoint_info
     if kinfo.num_keypoints != coco.keypoint_info.num_keypoints:
         raise HsrposeError(
@@ -146,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = TopDownDataset(instances, image_dir, input_hw, codec, augment=None, keypoint_info=kinfo)
 
     t0 = time.perf_counter()
-    results, metrics = evaluate(model, dataset, codec, kinfo, cfg, device=device, gt=ann)
+    results, metrics = evaluate(model, dataset, codec, kinfo, cfg, device=device, gt=gt)
     seconds = time.perf_counter() - t0
     out = Path(args.out) if args.out else Path(f"{args.preset}_{'gtboxes' if args.gt_boxes else 'detboxes'}_results.json")
     atomic_write_json(out, results)
@@ -160,5 +168,7 @@ def run(args: argparse.Namespace) -> int:
         f"{'soft-' if cfg.soft_nms else ''}OKS-NMS {cfg.oks_nms_thr:g}; scoring backend {cfg.backend}"
     )
     print(f"# results: {out} ({len(results)} instances); {seconds:.1f} s on {device}")
-    print(format_metrics(metrics), flush=True)
+    if name == "mpii":
+        print("\n".join("# " + line for line in format_pckh(metrics).splitlines()))
+    print(format_metrics(metrics) if name == "coco" else format_dataset_metrics(metrics), flush=True)
     return 0
