@@ -50,7 +50,7 @@ def test_mpii_train_eval_browse(coco_mini: Path, mpii_files: tuple[Path, Path], 
     out = capsys.readouterr().out
     assert rc == 0
     assert "# | Head | Shoulder | Elbow | Wrist | Hip | Knee | Ankle | Mean | Mean@0.1 |" in out
-    assert "annotated center/scale" in out
+    assert "annotated center/scale" in out and "# MPII: one prediction per annotated person (no rescoring, no NMS)" in out
     values = dict(line.split() for line in out.splitlines() if line and not line.startswith("#"))
     assert list(values) == ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1"]
     assert float(values["Mean"]) == pytest.approx(val[-1]["Mean"], abs=1e-6)  # eval = training's validation

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.codec import HeatmapCodec
     from hsrpose.config import apply_overrides
     from hsrpose.data.dataset import TopDownDataset
-    from hsrpose.data.datasets import format_dataset_metrics, ground_truth, load_dataset
+    from hsrpose.data.datasets import SCORING_NOTES, format_dataset_metrics, ground_truth, load_dataset
     from hsrpose.engine.evaluate import EvalConfig, evaluate
     from hsrpose.evaluation.cocoeval import format_metrics
     from hsrpose.evaluation.pckh import format_pckh
@@ -168,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
         f"{'soft-' if cfg.soft_nms else ''}OKS-NMS {cfg.oks_nms_thr:g}; scoring backend {cfg.backend}"
     )
     print(f"# results: {out} ({len(results)} instances); {seconds:.1f} s on {device}")
+    if name != "coco":
+        print(f"# {SCORING_NOTES[name]}")
     if name == "mpii":
         print("\n".join("# " + line for line in format_pckh(metrics).splitlines()))
     print(format_metrics(metrics) if name == "coco" else format_dataset_metrics(metrics), flush=True)

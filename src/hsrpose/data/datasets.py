@@ -32,6 +32,7 @@ __all__ = [
     "load_dataset",
     "ground_truth",
     "main_metric",
+    "SCORING_NOTES",
     "format_dataset_metrics",
 ]
 
@@ -132,6 +133,13 @@ def ground_truth(dataset: str, ann_file: str | Path, gt_file: str | Path | None 
 
         return MpiiScorer(load_mpii_ground_truth(ann_file, gt_file))
     raise HsrposeError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
+
+
+SCORING_NOTES: dict[str, str] = {
+    "mpii": "MPII: one prediction per annotated person (no rescoring, no NMS); PCKh as HRNet's mpii.py evaluate",
+    "crowdpose": "CrowdPose: rescoring + OKS-NMS with the CrowdPose sigmas; AP as xtcocotools keypoints_crowd (pycocotools)",
+}
+"""What ``hsrpose eval`` says about the scoring of a non-COCO dataset."""
 
 
 def main_metric(metrics: Mapping[str, float]) -> tuple[str, float]:
