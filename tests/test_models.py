@@ -33,6 +33,12 @@ PAPER_PRESETS = [
 # Named in the paper's text (Section 4.2), in no table: no spec costs to compare with.
 TEXT_PRESETS = ["hsr_msnet110_256x192", "hsr_msnet161_256x192"]
 TINY_PRESETS = ["hsrnet_tiny_128x96", "hsr_msnet_tiny_128x96"]
+# MPII (issue 19): 256x256, 16 joints; the architecture of each family's 256x192 paper row.
+MPII_PRESETS = {
+    "simplebaseline_res50_256x256": "simplebaseline_res50_256x192",
+    "hsrnet59_256x256": "hsrnet59_256x192",
+    "hsr_msnet59_256x256": "hsr_msnet59_256x192",
+}
 
 # model-spec.md "Expected costs": params (M), GMACs.
 SPEC_COSTS = {
@@ -57,7 +63,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_registry_holds_exactly_the_documented_names() -> None:
-    assert list_presets() == PAPER_PRESETS + TEXT_PRESETS + TINY_PRESETS
+    assert list_presets() == PAPER_PRESETS + TEXT_PRESETS + TINY_PRESETS + list(MPII_PRESETS)
     for name in list_presets():
         p = get_preset(name)
         assert isinstance(p, Preset) and p.name == name
@@ -265,3 +271,18 @@ def test_models_command_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "hsrnet_tiny_128x96"]) == 0
     assert "hsrnet_tiny_128x96" in capsys.readouterr().out
     assert main(["models", "no_such_model"]) == 1
+
+
+@pytest.mark.parametrize("name", list(MPII_PRESETS))
+def test_mpii_presets_are_the_paper_networks_at_256x256_with_16_joints(name: str) -> None:
+    p = get_preset(name)
+    assert p.input_hw == (256, 256) and p.heatmap_hw == (64, 64)
+    cost, base = model_cost(name, num_keypoints=16), model_cost(MPII_PRESETS[name])
+    assert cost.heatmap_hw == (64, 64)
+    # the same network; only the 1x1 output conv (256 channels in, + bias) has one channel less
+    assert cost.params == base.params - (256 + 1)
+    torch.manual_seed(0)
+    model = create_model(name, num_keypoints=16).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 32, 32)).shape == (1, 16, 8, 8)
+    assert get_preset(name).builder().final_layer.out_channels == 16  # type: ignore[union-attr]

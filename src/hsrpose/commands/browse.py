@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hsrpose.data.datasets import DATASET_CHOICES
 from hsrpose.errors import HsrposeError
 
 HELP = "draw augmented training samples with keypoints and heatmaps"
@@ -29,7 +30,8 @@ def _hw(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ann", required=True, help="COCO keypoint annotation JSON")
+    parser.add_argument("--ann", required=True, help="COCO keypoint annotation JSON (or CrowdPose JSON, MPII json/.mat)")
+    parser.add_argument("--dataset", choices=DATASET_CHOICES, default="auto", help="coco, mpii or crowdpose (default: from the file)")
     parser.add_argument("--images", required=True, help="folder of the images (file_name is relative to it)")
     parser.add_argument("--out", required=True, help="output folder for the PNGs")
     parser.add_argument("--num", type=int, default=8, help="number of samples to draw (default 8)")
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     import cv2
 
     from hsrpose.codec import HeatmapCodec
-    from hsrpose.data.coco import load_coco
+    from hsrpose.data.datasets import load_dataset
     from hsrpose.data.config import AugmentConfig
     from hsrpose.data.dataset import TopDownDataset
     from hsrpose.utils.io import atomic_write_bytes
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     images = Path(args.images)
     if not images.is_dir():
         raise HsrposeError(f"{images}: image folder not found")
-    res = load_coco(args.ann, mode="train")
+    _, res = load_dataset(args.dataset, args.ann, mode="train")
     if not res.instances:
         raise HsrposeError(f"{args.ann}: no training instances ({res.report.summary()})")
     input_hw = args.input_size

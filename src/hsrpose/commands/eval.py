@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hsrpose.data.datasets import DATASET_CHOICES, data_root_files
 from hsrpose.errors import CheckpointError, HsrposeError
 
 HELP = "evaluate weights on COCO with the published top-down protocol"
@@ -48,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     boxes.add_argument("--boxes", metavar="DET.json", help="person detection results (COCO format): the published protocol")
     boxes.add_argument("--gt-boxes", action="store_true", help="crop from ground-truth boxes (about +2 AP: not comparable)")
     parser.add_argument("--ann", default=None, help="annotation file (overrides DATA_ROOT/annotations/person_keypoints_val2017.json)")
+    parser.add_argument("--dataset", choices=DATASET_CHOICES, default="auto", help="coco, mpii (PCKh; use --gt-boxes) or "
+                        "crowdpose (default: from the files; --data-root then takes that dataset's layout)")  # fmt: skip
     parser.add_argument("--images", default=None, help="image folder (overrides DATA_ROOT/val2017)")
     parser.add_argument("--out", default=None, help="results JSON to write (default: <preset>_<boxes>_results.json)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
@@ -65,8 +68,9 @@ def _resolve_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     if args.data_root is None and (args.ann is None or args.images is None):
         raise HsrposeError("give --data-root (COCO layout) or both --ann and --images")
     root = Path(args.data_root) if args.data_root else Path(".")
-    ann = Path(args.ann) if args.ann else root / DEFAULT_ANN
-    images = Path(args.images) if args.images else root / DEFAULT_IMAGES
+    files = data_root_files(root, getattr(args, "dataset", "auto"))[1] if args.data_root else {"val_ann": DEFAULT_ANN, "val_images": DEFAULT_IMAGES}
+    ann = Path(args.ann) if args.ann else files["val_ann"]
+    images = Path(args.images) if args.images else files["val_images"]
     if not ann.is_file():
         raise HsrposeError(f"annotation file not found: {ann}")
     if not images.is_dir():
@@ -115,11 +119,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hsrpose.config import apply_overrides
-    from hsrpose.data.coco import load_coco
     from hsrpose.data.dataset import TopDownDataset
+    from hsrpose.data.datasets import SCORING_NOTES, format_dataset_metrics, ground_truth, load_dataset
     from hsrpose.decode_settings import decode_overrides, resolve_decode
     from hsrpose.engine.evaluate import EvalConfig, evaluate
     from hsrpose.evaluation.cocoeval import format_metrics
+    from hsrpose.evaluation.pckh import format_pckh
     from hsrpose.utils.io import atomic_write_json
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -164,11 +169,14 @@ def run(args: argparse.Namespace) -> int:
     kw: dict[str, Any] = {"oks_sigmas": cfg.oks_sigmas, "flip_pairs": cfg.flip_pairs,
                           "fallback_oks_sigmas": meta.keypoint_info.sigmas}  # fmt: skip
     if args.gt_boxes:
-        coco = load_coco(ann, mode="gt", **kw)
+        dataset_name, coco = load_dataset(args.dataset, ann, mode="gt", **kw)
         box_line = f"# boxes: ground truth of {ann} (NOT the published protocol: about +2 AP over detector boxes)"
+        if dataset_name == "mpii":
+            box_line = f"# boxes: annotated center/scale of {ann} (the MPII single-person protocol)"
     else:
-        coco = load_coco(ann, mode="det", det_file=args.boxes, score_thr=cfg.det_score_thr, **kw)
+        dataset_name, coco = load_dataset(args.dataset, ann, mode="det", det_file=args.boxes, score_thr=cfg.det_score_thr, **kw)
         box_line = f"# boxes: detector file {args.boxes} (score >= {cfg.det_score_thr:g}), cropped as they are (reference rules)"
+    gt = ground_truth(dataset_name, ann)  # COCO: the checked ground truth; MPII / CrowdPose: their scorer
     model_kinfo = meta.keypoint_info
     if model_kinfo.num_keypoints != coco.keypoint_info.num_keypoints:
         raise HsrposeError(
@@ -186,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
                              box_padding=decode.box_padding, aspect_wh=decode.aspect_for(input_hw))  # fmt: skip
 
     t0 = time.perf_counter()
-    results, metrics = evaluate(model, dataset, codec, kinfo, cfg, device=device, gt=ann)
+    results, metrics = evaluate(model, dataset, codec, kinfo, cfg, device=device, gt=gt)
     seconds = time.perf_counter() - t0
     name = args.preset or (weights.stem if meta.format == "onnx" else meta.preset)
     out = Path(args.out) if args.out else Path(f"{name}_{'gtboxes' if args.gt_boxes else 'detboxes'}_results.json")
@@ -203,5 +211,9 @@ def run(args: argparse.Namespace) -> int:
         f"{'soft-' if cfg.soft_nms else ''}OKS-NMS {cfg.oks_nms_thr:g}; scoring backend {cfg.backend}"
     )
     print(f"# results: {out} ({len(results)} instances); {seconds:.1f} s on {device}")
-    print(format_metrics(metrics), flush=True)
+    if dataset_name != "coco":
+        print(f"# {SCORING_NOTES[dataset_name]}")
+    if dataset_name == "mpii":
+        print("\n".join("# " + line for line in format_pckh(metrics).splitlines()))
+    print(format_metrics(metrics) if dataset_name == "coco" else format_dataset_metrics(metrics), flush=True)
     return 0

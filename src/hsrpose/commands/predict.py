@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from hsrpose.data.keypoints import KNOWN_KEYPOINT_SETS
+
 if TYPE_CHECKING:  # pragma: no cover
     from hsrpose.inference.pipeline import PoseEstimator
 
@@ -48,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: onnxruntime for .onnx weights, torch otherwise",
     )  # fmt: skip
     parser.add_argument("--ann", default=None, help="COCO annotation file: image ids for the results and the keypoint set to expect")
+    parser.add_argument("--dataset", choices=tuple(KNOWN_KEYPOINT_SETS), default=None, help="keypoint set to expect when --ann gives none: coco, mpii or crowdpose")
     parser.add_argument("--no-flip", action="store_true", help="disable the flip test (faster, ~1 AP lower)")
     parser.add_argument("--batch-size", type=int, default=32, help="crops per network call (default 32)")
     parser.add_argument("--frames-per-batch", type=int, default=8, help="video frames whose crops share network batches (default 8)")
@@ -87,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.commands.model_options import keypoints_from_args, onnx_spec_from_args
 
     file_ids, keypoint_info = _read_ann(args.ann) if args.ann else ({}, None)
+    if keypoint_info is None and args.dataset:
+        keypoint_info = KNOWN_KEYPOINT_SETS[args.dataset]  # checked against the weights' set below
     backend = args.backend
     if backend == "auto":
         backend = "onnxruntime" if str(args.weights).lower().endswith(".onnx") else "torch"

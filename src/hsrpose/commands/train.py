@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hsrpose.data.datasets import DATASET_CHOICES, data_root_files
 from hsrpose.errors import HsrposeError
 
 HELP = "train a preset on a COCO-format keypoint dataset"
@@ -38,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
     parser.add_argument("preset", nargs="?", default=None, help="model preset (see 'hsrpose models')")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=1e-3 amp=bf16")
-    parser.add_argument("--data-root", default=None, help="COCO-layout folder (annotations/, train2017/, val2017/)")
+    parser.add_argument("--data-root", default=None, help="COCO-layout folder (annotations/, train2017/, val2017/); "
+                        "or HRNet's MPII (annot/, images/) or CrowdPose's (json/, images/)")  # fmt: skip
+    parser.add_argument("--dataset", choices=DATASET_CHOICES, default=None, help="coco, mpii or crowdpose (default: from the files)")
     parser.add_argument("--ann", default=None, help="training annotation JSON (overrides --data-root's)")
     parser.add_argument("--images", default=None, help="training image folder (overrides --data-root's)")
     parser.add_argument("--val-ann", default=None, help="validation annotation JSON ('' disables validation)")
@@ -54,14 +57,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _data_paths(args: argparse.Namespace) -> list[str]:
     """``--data-root`` and the single-path flags as ``data.*`` overrides (later ones win)."""
     out: list[str] = []
+    dataset = getattr(args, "dataset", None)
+    if dataset:
+        out.append(f"data.dataset={dataset}")
     if args.data_root:
         root = Path(args.data_root)
         if not root.is_dir():
             raise HsrposeError(f"--data-root {root}: no such folder")
-        out += [f"data.train_ann={root / 'annotations' / 'person_keypoints_train2017.json'}", f"data.train_images={root / 'train2017'}"]
-        val_ann = root / "annotations" / "person_keypoints_val2017.json"
-        if val_ann.is_file():
-            out += [f"data.val_ann={val_ann}", f"data.val_images={root / 'val2017'}"]
+        _, files = data_root_files(root, dataset or "auto")  # COCO, HRNet's MPII or CrowdPose layout
+        out += [f"data.train_ann={files['train_ann']}", f"data.train_images={files['train_images']}"]
+        if files["val_ann"].is_file():
+            out += [f"data.val_ann={files['val_ann']}", f"data.val_images={files['val_images']}"]
     for flag, key in (("ann", "train_ann"), ("images", "train_images"), ("val_ann", "val_ann"), ("val_images", "val_images"), ("val_det", "val_det_file")):
         value = getattr(args, flag)
         if value is not None:
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.config import apply_overrides, config_from_dict, config_to_dict, flat_keys, load_config
     from hsrpose.engine.checkpoint import LAST_NAME, load_checkpoint
     from hsrpose.engine.config import TrainConfig
+    from hsrpose.data.datasets import main_metric
     from hsrpose.engine.train import train
 
     if args.keys:
@@ -127,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = train(cfg, resume=args.resume)
     if result.best_ap >= 0:
-        print(f"best AP {result.best_ap:.4f} (epoch {result.best_epoch}); run in {result.run_dir}")
+        metric = main_metric(result.final_metrics)[0]  # AP, or PCKh for MPII
+        print(f"best {metric} {result.best_ap:.4f} (epoch {result.best_epoch}); run in {result.run_dir}")
     else:
         print(f"done: {result.steps} steps; run in {result.run_dir} (no validation set)")
     return 0

@@ -63,7 +63,10 @@ class DataConfig:
     """Where the data is and how crops and targets are made.
 
     Attributes:
-        train_ann: COCO-format keypoint annotation file of the training split.
+        dataset: ``auto`` (from the files), ``coco``, ``mpii`` or ``crowdpose``: how the annotation
+            files are read and validation is scored (see hsrpose.data.datasets).
+        train_ann: COCO-format keypoint annotation file of the training split (MPII: HRNet json
+            or the official .mat).
         train_images: folder holding the training images (``file_name`` is relative to it).
         val_ann: annotation file of the validation split ('' = no validation).
         val_images: folder of the validation images.
@@ -87,6 +90,7 @@ class DataConfig:
             (nvJPEG when torchvision is importable), 'worker' = decode in the workers (PNG data).
     """
 
+    dataset: str = "auto"
     train_ann: str = ""
     train_images: str = ""
     val_ann: str = ""

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["KeypointInfo", "COCO_KEYPOINTS"]
+__all__ = ["KeypointInfo", "COCO_KEYPOINTS", "MPII_KEYPOINTS", "CROWDPOSE_KEYPOINTS", "KNOWN_KEYPOINT_SETS"]
 
 
 @dataclass(frozen=True)
@@ -106,9 +106,10 @@ class KeypointInfo:
         """Build from a COCO ``categories`` entry (``keypoints`` names, 1-based ``skeleton``).
 
         Sigmas and flip pairs: the arguments when given, else the category's own ``sigmas`` /
-        ``flip_pairs`` fields (a custom set may carry them), else COCO's for a category
-        identical to COCO person, else ``fallback_sigmas`` (e.g. those stored in the weights);
-        a custom set with none of these is an error. Flip pairs default to none.
+        ``flip_pairs`` fields (a custom set may carry them), else those of a known set whose
+        names equal the category's (COCO person, CrowdPose, MPII: :data:`KNOWN_KEYPOINT_SETS`),
+        else ``fallback_sigmas`` (e.g. those stored in the weights); a custom set with none of
+        these is an error. Flip pairs default to none.
         """
         if "keypoints" not in category:
             raise ValueError(f"category {category.get('name', '?')!r} has no 'keypoints' field")
@@ -116,9 +117,12 @@ class KeypointInfo:
         skeleton = tuple((int(a) - 1, int(b) - 1) for a, b in category.get("skeleton", []))
         flip_pairs = category.get("flip_pairs") if flip_pairs is None else flip_pairs
         sigmas = category.get("sigmas") if sigmas is None else sigmas
-        if names == COCO_KEYPOINTS.names:
-            flip_pairs = COCO_KEYPOINTS.flip_pairs if flip_pairs is None else flip_pairs
-            sigmas = COCO_KEYPOINTS.sigmas if sigmas is None else sigmas
+        known = next((info for info in KNOWN_KEYPOINT_SETS.values() if info.names == names), None)
+        if known is not None:
+            flip_pairs = known.flip_pairs if flip_pairs is None else flip_pairs
+            sigmas = known.sigmas if sigmas is None else sigmas
+            if any(not (0 <= i < len(names)) for edge in skeleton for i in edge):
+                skeleton = known.skeleton  # e.g. COCO's 17-joint skeleton left in a CrowdPose category
         sigmas = fallback_sigmas if sigmas is None else sigmas
         if sigmas is None:
             raise ValueError(
@@ -159,3 +163,54 @@ COCO_KEYPOINTS = KeypointInfo(
     skeleton=tuple((a - 1, b - 1) for a, b in _COCO_SKELETON_1BASED),
     sigmas=_COCO_SIGMAS,
 )
+
+# MPII single person, 16 joints in the order of the annotation's joint ids (HRNet
+# lib/dataset/mpii.py and the official release): 0 r_ankle .. 15 l_wrist.
+_MPII_NAMES = (
+    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+    "pelvis", "thorax", "upper_neck", "head_top",
+    "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
+)  # fmt: skip
+
+MPII_KEYPOINTS = KeypointInfo(
+    names=_MPII_NAMES,
+    # HRNet's flip_pairs [[0, 5], [1, 4], [2, 3], [10, 15], [11, 14], [12, 13]], written (left, right).
+    flip_pairs=((5, 0), (4, 1), (3, 2), (15, 10), (14, 11), (13, 12)),
+    skeleton=(
+        (0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
+        (8, 12), (12, 11), (11, 10), (8, 13), (13, 14), (14, 15),
+    ),  # fmt: skip
+    # MPII has no OKS; these are mmpose's mpii dataset-info sigmas (used for OKS-NMS only,
+    # PCKh does not read them).
+    sigmas=(
+        0.089, 0.083, 0.107, 0.107, 0.083, 0.089, 0.026, 0.026,
+        0.026, 0.026, 0.062, 0.072, 0.179, 0.179, 0.072, 0.062,
+    ),  # fmt: skip
+)
+
+# CrowdPose, 14 joints in its annotation order (the dataset's category entry).
+_CROWDPOSE_NAMES = (
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck",
+)  # fmt: skip
+
+CROWDPOSE_KEYPOINTS = KeypointInfo(
+    names=_CROWDPOSE_NAMES,
+    flip_pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)),
+    skeleton=(
+        (12, 13), (13, 0), (13, 1), (0, 2), (2, 4), (1, 3), (3, 5), (0, 6), (1, 7), (6, 7),
+        (6, 8), (8, 10), (7, 9), (9, 11),
+    ),  # fmt: skip
+    # The CrowdPose evaluation's sigmas (crowdposetools / xtcocotools keypoints_crowd):
+    # COCO's limb values, .79 for head and neck.
+    sigmas=tuple(
+        s / 10.0 for s in (0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89, 0.79, 0.79)
+    ),
+)
+
+KNOWN_KEYPOINT_SETS: dict[str, KeypointInfo] = {
+    "coco": COCO_KEYPOINTS,
+    "mpii": MPII_KEYPOINTS,
+    "crowdpose": CROWDPOSE_KEYPOINTS,
+}
+"""Keypoint set of each dataset name of ``--dataset``."""

@@ -272,8 +272,16 @@ def finalize(
     keypoint_info: KeypointInfo,
     cfg: EvalConfig | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Postprocess and score: ``(COCO results, the ten COCOeval numbers)`` ({} when ``gt`` is None)."""
+    """Postprocess and score: ``(COCO results, the ten COCOeval numbers)`` ({} when ``gt`` is None).
+
+    A :class:`~hsrpose.evaluation.scorers.DatasetScorer` as ``gt`` (MPII, CrowdPose) does both
+    steps its own way (see :func:`hsrpose.data.datasets.ground_truth`).
+    """
+    from hsrpose.evaluation.scorers import DatasetScorer
+
     cfg = cfg or EvalConfig()
+    if isinstance(gt, DatasetScorer):
+        return gt.finalize(preds, keypoint_info, cfg)
     results = postprocess(preds, keypoint_info, cfg)
     if gt is None:
         return results, {}

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from hsrpose import __version__
 from hsrpose.config import config_to_dict, save_config
 from hsrpose.decode_settings import DecodeSettings
+from hsrpose.data.datasets import main_metric
 from hsrpose.engine import distributed as du
 from hsrpose.engine.checkpoint import (
     BEST_NAME,
@@ -206,7 +207,7 @@ def _cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 class _Data:
     train_set: Any  # TopDownDataset
     val_set: Any  # TopDownDataset or None
-    val_gt: dict[str, Any] | None  # ground truth validation is scored against, validated once (load_gt)
+    val_gt: Any  # validated COCO ground truth (load_gt) or a dataset scorer (data.datasets.ground_truth)
     keypoint_info: Any  # KeypointInfo
     codec: Any  # HeatmapCodec
 
@@ -214,16 +215,16 @@ class _Data:
 def _build_data(cfg: TrainConfig, input_hw: tuple[int, int], heatmap_hw: tuple[int, int]) -> _Data:
     """Training set (GT boxes, protocol.md filters) and validation set (GT or detection boxes)."""
     from hsrpose.codec import HeatmapCodec
-    from hsrpose.data.coco import load_coco
     from hsrpose.data.dataset import TopDownDataset
-    from hsrpose.evaluation.cocoeval import load_gt
+    from hsrpose.data.datasets import ground_truth, load_dataset
 
     d = cfg.data
     if not d.train_ann:
         raise HsrposeError("data.train_ann is empty: give the training annotation file (or --data-root)")
     codec = HeatmapCodec(input_hw, heatmap_hw, sigma=d.sigma, dark=d.dark)
     kw = {"category_id": d.category_id, "flip_pairs": d.flip_pairs, "oks_sigmas": d.oks_sigmas}
-    loaded = load_coco(d.train_ann, mode="train", **kw)
+    kw["box_padding"] = d.box_padding
+    dataset, loaded = load_dataset(d.dataset, d.train_ann, mode="train", **kw)
     if du.is_main_process():
         print(loaded.report.summary(), file=sys.stderr)
     instances = loaded.instances[: cfg.train_subset] if cfg.train_subset > 0 else loaded.instances
@@ -235,12 +236,13 @@ def _build_data(cfg: TrainConfig, input_hw: tuple[int, int], heatmap_hw: tuple[i
     val_set = None
     if d.val_ann:
         mode = "det" if d.val_det_file else "gt"
-        val = load_coco(d.val_ann, mode=mode, det_file=d.val_det_file or None, score_thr=cfg.eval.det_score_thr, **kw)
+        _, val = load_dataset(dataset, d.val_ann, mode=mode, det_file=d.val_det_file or None, score_thr=cfg.eval.det_score_thr, **kw)
         if du.is_main_process():
             print(val.report.summary() + (" (detection boxes)" if d.val_det_file else " (ground-truth boxes)"), file=sys.stderr)
         val_set = TopDownDataset(val.instances, d.val_images or d.train_images, input_hw, codec, augment=None,
                                  keypoint_info=val.keypoint_info, seed=cfg.seed, box_padding=d.box_padding)  # fmt: skip
-    val_gt = load_gt(d.val_ann) if d.val_ann else None  # bad records warned about once, not every epoch
+    # Scored against ground truth read and checked once (bad records warned about once, not every epoch).
+    val_gt = ground_truth(dataset, d.val_ann) if d.val_ann else None
     return _Data(train_set, val_set, val_gt, loaded.keypoint_info, codec)
 
 
@@ -542,10 +544,12 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
             eval_model.eval()
             final_metrics = _validate(eval_model, data, cfg, device)
             _set_train_mode(model, cfg.freeze_bn)
-            ap = final_metrics.get("AP", -1.0)
+            metric_name, ap = main_metric(final_metrics)  # AP, or PCKh Mean for MPII
             logger.log("val", epoch + 1, step, final_metrics)
-            if info.is_main:
+            if info.is_main and metric_name == "AP":
                 print(f"epoch {epoch + 1}: AP {ap:.4f}  AP50 {final_metrics.get('AP50', float('nan')):.4f}", file=sys.stderr)
+            elif info.is_main:
+                print(f"epoch {epoch + 1}: PCKh@0.5 {ap:.2f}  Mean@0.1 {final_metrics.get('Mean@0.1', float('nan')):.2f}", file=sys.stderr)
             if ap > best_ap:
                 best_ap, best_epoch, improved = ap, epoch + 1, True
         write_checkpoint(LAST_NAME, epoch + 1)

@@ -283,3 +283,26 @@ def hsrnet_tiny_128x96(num_keypoints: int = 17, **kwargs: object) -> PoseNet:
 def hsr_msnet_tiny_128x96(num_keypoints: int = 17, **kwargs: object) -> PoseNet:
     return pose_hsr_msnet(TINY_BLOCKS, TINY_DILATED_BLOCKS, num_keypoints=num_keypoints, num_deconv=2, deconv_kernel=4,
                           deconv_filters=TINY_DECONV_FILTERS, width=TINY_WIDTH, **kwargs)  # type: ignore[arg-type]  # fmt: skip
+
+
+# MPII presets (issue 19): HRNet's MPII setting, 256x256 input, 64x64 heatmaps, 16 joints.
+# Not paper rows (the paper names MPII as its next step); the architectures of T1 a, T1 g, T2 c.
+MPII_NUM_JOINTS = 16
+
+
+@register_preset(paper_row="-", input_hw=(256, 256), backbone="ResNet-50", num_deconv=3, deconv_kernel=4,
+                 description="SimpleBaseline ResNet-50, 3 deconvs k4, 256x256 (MPII, 16 joints)")  # fmt: skip
+def simplebaseline_res50_256x256(num_keypoints: int = MPII_NUM_JOINTS, **kwargs: object) -> PoseNet:
+    return pose_resnet(RESNET_BLOCKS[50], num_keypoints=num_keypoints, num_deconv=3, deconv_kernel=4, **kwargs)  # type: ignore[arg-type]
+
+
+@register_preset(paper_row="-", input_hw=(256, 256), backbone="HSRNet-59", num_deconv=2, deconv_kernel=4,
+                 description="HSRNet-59, 2 deconvs k4, 256x256 (MPII, 16 joints)")  # fmt: skip
+def hsrnet59_256x256(num_keypoints: int = MPII_NUM_JOINTS, **kwargs: object) -> PoseNet:
+    return pose_hsrnet((3, 4, 6), (3, 3), num_keypoints=num_keypoints, num_deconv=2, deconv_kernel=4, **kwargs)  # type: ignore[arg-type]
+
+
+@register_preset(paper_row="-", input_hw=(256, 256), backbone="HSR-MSNet-59", num_deconv=2, deconv_kernel=4,
+                 description="HSR-MSNet-59 (W=256, n=4, SE), 2 deconvs k4, 256x256 (MPII, 16 joints)")  # fmt: skip
+def hsr_msnet59_256x256(num_keypoints: int = MPII_NUM_JOINTS, **kwargs: object) -> PoseNet:
+    return pose_hsr_msnet((3, 4, 6), (3, 3), num_keypoints=num_keypoints, num_deconv=2, deconv_kernel=4, **kwargs)  # type: ignore[arg-type]
