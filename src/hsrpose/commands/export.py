@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the check that onnxruntime reproduces the PyTorch heatmaps on a random batch",
     )
+    from hsrpose.quantize import add_int8_arguments
+
+    add_int8_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.export import describe, export_onnx, onnx_parity
     from hsrpose.models.weights import load_pose_model
 
+    if args.int8:
+        from hsrpose.quantize import run_int8_export
+
+        return run_int8_export(args)
     weights, out = Path(args.weights), Path(args.out)
     if not weights.is_file():
         raise HsrposeError(f"{weights}: weights file not found")
