@@ -164,7 +164,7 @@ def demo_ap(onnx_path: Path, val_ann: Path, val_images: Path) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=DEFAULT_PRESETS)
+    parser.add_argument("--presets", nargs="*", default=DEFAULT_PRESETS, help="give the flag alone for the demo part only")
     parser.add_argument("--demo", type=Path, default=None, help="output folder of 'hsrpose demo' (AP and choice table)")
     parser.add_argument(
         "--demo-weights", type=Path, default=None,
@@ -329,7 +329,7 @@ def demo_table(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from hsrpose.export import export_onnx
     from hsrpose.inference.onnx_backend import OnnxRuntimeBackend
     from hsrpose.models.weights import load_pose_model
-    from hsrpose.quantize import CALIB_METHODS, calibration_crops, quantize_onnx
+    from hsrpose.quantize import CALIB_METHODS, DEFAULT_CALIB_METHOD, DEFAULT_KEEP_FP32, calibration_crops, quantize_onnx
 
     demo = args.demo
     weights = args.demo_weights or demo / "train" / "last.pth"
@@ -344,20 +344,24 @@ def demo_table(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     val_dir = demo / "data" / "val" / "images"
     val_crops = np.concatenate([c for _, c in calibration_crops(val_dir, tuple(info.input_hw), None, 64, val_ann)])
     choices = []
-    for method in CALIB_METHODS:
-        for label, keep in KEEP_CHOICES:
-            int8 = tmp / f"demo.{method}.{len(keep)}.onnx"
-            quantize_onnx(fp32, int8, demo / "data" / "train" / "images", method=method, keep_fp32=keep,
-                          max_crops=args.calib_crops, ann_file=train_ann)  # fmt: skip
-            agree = agreement(fp32, int8, val_crops)
-            b = OnnxRuntimeBackend(int8, intra_op_threads=args.threads)
-            x = np.zeros((1, 3, *info.input_hw), np.float32)
-            choices.append({
-                "method": method, "keep": label, "ap": demo_ap(int8, val_ann, demo / "data" / "val" / "images"),
-                "mean_px": agree["mean_px"], "max_px": agree["max_px"],
-                "crop_b1": median_ms(lambda: b(x), args.warmup, args.runs * 3),
-            })  # fmt: skip
-            print(f"demo {method} {label}: AP {choices[-1]['ap']:.4f} (fp32 {fp32_ap:.4f})", flush=True)
+    # every method x kept-node choice with the default kernels, then the default with the other kernel choices
+    variants = [(m, label, keep, "uint8", True) for m in CALIB_METHODS for label, keep in KEEP_CHOICES]
+    variants += [(DEFAULT_CALIB_METHOD, "final-conv, S8S8", DEFAULT_KEEP_FP32, "int8", True)]
+    variants += [(DEFAULT_CALIB_METHOD, "final-conv, 8-bit weights", DEFAULT_KEEP_FP32, "uint8", False)]
+    for i, (method, label, keep, act, reduce_range) in enumerate(variants):
+        int8 = tmp / f"demo.{i}.onnx"
+        quantize_onnx(fp32, int8, demo / "data" / "train" / "images", method=method, keep_fp32=keep,
+                      max_crops=args.calib_crops, ann_file=train_ann, activations=act,
+                      reduce_range=reduce_range)  # fmt: skip
+        agree = agreement(fp32, int8, val_crops)
+        b = OnnxRuntimeBackend(int8, intra_op_threads=args.threads)
+        x = np.zeros((1, 3, *info.input_hw), np.float32)
+        choices.append({
+            "method": method, "keep": label, "ap": demo_ap(int8, val_ann, demo / "data" / "val" / "images"),
+            "mean_px": agree["mean_px"], "max_px": agree["max_px"],
+            "crop_b1": median_ms(lambda: b(x), args.warmup, args.runs * 3),
+        })  # fmt: skip
+        print(f"demo {method} {label}: AP {choices[-1]['ap']:.4f} (fp32 {fp32_ap:.4f})", flush=True)
     n_val = len(json.loads(val_ann.read_text())["images"])
     return {"weights": str(weights), "torch_ap": torch_ap, "fp32_ap": fp32_ap, "val_images": n_val, "choices": choices}
 

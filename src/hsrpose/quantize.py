@@ -50,6 +50,10 @@ __all__ = [
     "is_quantized",
     "resolve_nodes",
     "quantize_onnx",
+    "keypoint_agreement",
+    "describe_int8",
+    "add_int8_arguments",
+    "run_int8_export",
 ]
 
 CALIB_METHODS = ("entropy", "minmax")
@@ -60,6 +64,8 @@ KEEP_ALIASES = ("final-conv", "last-deconv")
 DEFAULT_KEEP_FP32: tuple[str, ...] = ("final-conv",)
 DEFAULT_CALIB_CROPS = 64
 # Crops whose intermediate outputs are held at once during calibration (~1 GB for a 256x192 model).
+# onnxruntime's "CalibStridedMinMax" (used for both methods) reduces each stride before the next; its
+# "CalibMaxIntermediateOutputs" would not do: in onnxruntime 1.32 MinMax drops those outputs unmerged.
 _CALIB_STRIDE = 8
 # Ops whose presence marks a graph as already quantised.
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul"}
