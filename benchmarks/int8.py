@@ -30,7 +30,14 @@ With ``--demo DIR`` (the output folder of ``hsrpose demo``; trained hsrnet_tiny_
    (``PoseEstimator`` on ground-truth boxes, flip test, rescoring, OKS-NMS, COCOeval),
    calibrated on the demo's training images; and the **choice table**: AP and
    decoded-keypoint agreement for both calibration methods x the nodes kept in fp32
-   (none / final conv / final conv + last deconv), which the defaults come from.
+   (none / final conv / final conv + last deconv), plus int8 activations (S8S8) and
+   full 8-bit weights (no reduce_range), which the defaults come from.
+   ``--demo-weights`` takes another checkpoint of that run (e.g. an earlier epoch).
+
+``--ablate PRESET`` (default HSR-MSNet-59) repeats speed and agreement for the same
+variants on that 256x192 model. ``--clock cpu`` times CPU seconds instead of wall
+seconds (on a loaded machine, with ``--threads 1``: the compute time of one core).
+``--presets`` given alone runs only the demo part.
 
 Threads: onnxruntime ``intra_op_num_threads=--threads`` (default 2), inter-op 1.
 The load average is printed at start and end: on a shared machine the timings
