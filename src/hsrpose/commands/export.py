@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the check that onnxruntime reproduces the PyTorch heatmaps on a random batch",
     )
+    from hsrpose.quantize import add_int8_arguments
+
+    add_int8_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.commands.model_options import keypoints_from_args, parse_hw
     from hsrpose.models.foreign import load_any_pose_model
 
+    if args.int8:
+        from hsrpose.quantize import run_int8_export
+
+        return run_int8_export(args)
     weights, out = Path(args.weights), Path(args.out)
     if not weights.is_file():
         raise HsrposeError(f"{weights}: weights file not found")

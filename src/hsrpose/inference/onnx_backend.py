@@ -75,6 +75,9 @@ class OnnxPoseMeta:
     be multiples of ``input_multiple`` (the backbone's output stride) so that the
     heatmaps are exactly input/4.
     The batch axis is dynamic in hsrpose exports; an imported foreign graph may fix it (run crop by crop).
+    ``precision`` is ``"fp32"`` or ``"int8"`` (:mod:`hsrpose.quantize`: QDQ static
+    quantisation); an INT8 file names the ``fp32_nodes`` left unquantised and its
+    ``calibration`` (method, number of crops and images).
     """
 
     preset: str
@@ -92,6 +95,9 @@ class OnnxPoseMeta:
     # were stored read back with the protocol defaults and ``decode_note`` set.
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     decode_note: str | None = None
+    precision: str = "fp32"
+    fp32_nodes: tuple[str, ...] = ()
+    calibration: Mapping[str, Any] | None = None
 
     def to_props(self) -> dict[str, str]:
         """String key -> string value, as ONNX ``metadata_props`` (JSON for structured values)."""
@@ -110,6 +116,9 @@ class OnnxPoseMeta:
             "input_name": self.input_name,
             "output_name": self.output_name,
             DECODE_KEY: json.dumps(self.decode.to_dict()),
+            "precision": self.precision,
+            "fp32_nodes": json.dumps(list(self.fp32_nodes)),
+            "calibration": json.dumps(self.calibration),
         }
 
     @classmethod
@@ -152,6 +161,19 @@ class OnnxPoseMeta:
             input_multiple = int(props.get(key, "1"))
             if input_multiple < 1:
                 raise ValueError(f"must be >= 1, got {input_multiple}")
+            # Files written before INT8 export existed have none of these three keys: fp32.
+            key = "precision"
+            precision = props.get(key, "fp32")
+            if precision not in ("fp32", "int8"):
+                raise ValueError(f"expected 'fp32' or 'int8', got {precision!r}")
+            key = "fp32_nodes"
+            fp32_nodes = json.loads(props.get(key, "[]"))
+            if not (isinstance(fp32_nodes, list) and all(isinstance(n, str) for n in fp32_nodes)):
+                raise ValueError(f"expected a list of node names, got {fp32_nodes!r}")
+            key = "calibration"
+            calibration = json.loads(props.get(key, "null"))
+            if calibration is not None and not isinstance(calibration, dict):
+                raise ValueError(f"expected an object or null, got {calibration!r}")
             return cls(
                 preset=get("preset"),
                 input_hw=input_hw,
@@ -166,6 +188,9 @@ class OnnxPoseMeta:
                 output_name=props.get("output_name", "heatmaps"),
                 decode=decode,
                 decode_note=decode_note,
+                precision=precision,
+                fp32_nodes=tuple(fp32_nodes),
+                calibration=calibration,
             )
         except (KeyError, ValueError, TypeError) as e:  # a field inside a JSON value; JSONDecodeError is a ValueError
             raise CheckpointError(f"{source}: ONNX metadata key {key!r} is malformed: {e!r}") from None
