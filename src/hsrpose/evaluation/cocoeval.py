@@ -63,13 +63,14 @@ GroundTruth = str | os.PathLike[str] | Mapping[str, Any] | Any  # path, dataset 
 Results = str | os.PathLike[str] | Sequence[Mapping[str, Any]]
 
 
-def load_gt(gt: GroundTruth) -> dict[str, Any]:
+def load_gt(gt: GroundTruth, use_area: bool = True) -> dict[str, Any]:
     """Ground truth as a validated COCO dataset dict (``images``, ``annotations``, ``categories``).
 
     ``gt`` is a JSON path, a dataset dict, or a pycocotools / hotcoco ``COCO`` object (its
     ``.dataset`` is used). Annotations with bad values are left out, with one warning
     each (:func:`validate_gt`); a malformed file raises :class:`DataError` (JSON line and
-    column, or the record index).
+    column, or the record index). ``use_area=False``: the scorer derives the area from the
+    box (CrowdPose), so the ``area`` field is not required.
     """
     if isinstance(gt, (str, os.PathLike)):
         p = Path(gt)
@@ -88,13 +89,15 @@ def load_gt(gt: GroundTruth) -> dict[str, Any]:
             raise DataError(f"{source}: not a COCO annotation file (no '{key}' list)")
     if not keypoint_categories(data):
         raise DataError(f"{source}: no category has a 'keypoints' field (not a keypoint annotation file)")
-    data, report = validate_gt(data, source)
+    data, report = validate_gt(data, source, use_area=use_area)
     if report.num_skipped:
         log.warning("%s", report.summary())
     return data
 
 
-def validate_gt(dataset: Mapping[str, Any], source: str = "ground truth") -> tuple[dict[str, Any], LoadReport]:
+def validate_gt(
+    dataset: Mapping[str, Any], source: str = "ground truth", use_area: bool = True
+) -> tuple[dict[str, Any], LoadReport]:
     """``(dataset without its bad annotations, LoadReport)``.
 
     The record rules of data loading (:func:`hsrpose.data.coco.check_annotation`: unknown
@@ -102,6 +105,7 @@ def validate_gt(dataset: Mapping[str, Any], source: str = "ground truth") -> tup
     what COCOeval reads from a keypoint annotation: the fields ``keypoints``, ``bbox``,
     ``area``, ``iscrowd``, ``num_keypoints`` and a finite ``area >= 0``. Each skipped record
     is logged once (WARNING, annotation id and field). The dataset is not modified.
+    ``use_area=False`` (CrowdPose, whose scorer takes the area from the box) skips the area checks.
     """
     image_ids: set[int] = set()
     for i, im in enumerate(dataset["images"]):
@@ -115,7 +119,7 @@ def validate_gt(dataset: Mapping[str, Any], source: str = "ground truth") -> tup
         try:
             checked = check_annotation(rec, i, source, image_ids, counts)
             if counts[rec["category_id"]]:
-                _check_scored_fields(rec, checked.ann_id, i)
+                _check_scored_fields(rec, checked.ann_id, i, use_area)
         except BadRecord as e:
             report.skip(e.reason, str(e))
             continue
@@ -124,11 +128,13 @@ def validate_gt(dataset: Mapping[str, Any], source: str = "ground truth") -> tup
     return {**dataset, "annotations": kept}, report
 
 
-def _check_scored_fields(rec: Mapping[str, Any], ann_id: int, index: int) -> None:
+def _check_scored_fields(rec: Mapping[str, Any], ann_id: int, index: int, use_area: bool = True) -> None:
     tag = f"annotation id {ann_id} (annotations[{index}])"
-    missing = [k for k in _SCORED_FIELDS if rec.get(k) is None]
+    missing = [k for k in _SCORED_FIELDS if rec.get(k) is None and (use_area or k != "area")]
     if missing:
         raise BadRecord("missing field", f"{tag}: no {', '.join(repr(k) for k in missing)} (COCOeval reads it)")
+    if not use_area:
+        return
     area = rec["area"]
     if isinstance(area, bool) or not isinstance(area, (int, float)) or not math.isfinite(area) or area < 0:
         raise BadRecord("bad area", f"{tag}: area {area!r} is not a finite number >= 0")

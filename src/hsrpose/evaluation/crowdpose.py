@@ -56,7 +56,7 @@ def score_crowdpose(
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    dataset = load_gt(gt)
+    dataset = load_gt(gt, use_area=False)  # the area comes from the box, below
     where = str(gt) if isinstance(gt, (str, os.PathLike)) else "ground truth"
     for i, im in enumerate(dataset["images"]):
         if not isinstance(im.get("crowdIndex"), (int, float)):
