@@ -25,6 +25,11 @@ DEFAULT_IMAGES = Path("val2017")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hsrpose.utils.argtypes import int_range
+
+    # KEY=VALUE overrides may follow the options, as in the examples above; plain parse_args
+    # takes positionals only from the first group and rejects the rest.
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
     parser.add_argument("preset", metavar="PRESET", help="model preset the weights belong to (see 'hsrpose models')")
     parser.add_argument(
         "overrides",
@@ -42,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", default=None, help="image folder (overrides DATA_ROOT/val2017)")
     parser.add_argument("--out", default=None, help="results JSON to write (default: <preset>_<boxes>_results.json)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
-    parser.add_argument("--batch-size", type=int, default=None, help="crops per batch (default 64)")
-    parser.add_argument("--workers", type=int, default=None, help="data loader workers (default 2)")
+    parser.add_argument("--batch-size", type=int_range(1), default=None, help="crops per batch (default 64)")
+    parser.add_argument("--workers", type=int_range(0), default=None, help="data loader workers (default 2)")
     parser.add_argument("--det-score-thr", type=float, default=None, help="keep boxes with score >= this (default 0.0)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow full unpickling of a trusted checkpoint")
 
@@ -103,10 +108,16 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.engine.evaluate import EvalConfig, evaluate
     from hsrpose.evaluation.cocoeval import format_metrics
     from hsrpose.models import get_preset
+    from hsrpose.utils.argtypes import check_device
     from hsrpose.utils.io import atomic_write_json
+    from hsrpose.utils.paths import check_output_file
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    cfg = apply_overrides(EvalConfig(), args.overrides)
+    # checked before the evaluation: a bad --out found after it would throw the work away
+    out = check_output_file(args.out or f"{args.preset}_{'gtboxes' if args.gt_boxes else 'detboxes'}_results.json")
+    check_device(args.device)
+    # progress on stderr (a bar on a terminal, a line every 30 s in logs); progress=false turns it off
+    cfg = apply_overrides(EvalConfig(progress=True), args.overrides)
     if args.batch_size is not None:
         cfg.batch_size = args.batch_size
     if args.workers is not None:
@@ -148,7 +159,6 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     results, metrics = evaluate(model, dataset, codec, kinfo, cfg, device=device, gt=ann)
     seconds = time.perf_counter() - t0
-    out = Path(args.out) if args.out else Path(f"{args.preset}_{'gtboxes' if args.gt_boxes else 'detboxes'}_results.json")
     atomic_write_json(out, results)
 
     print(f"# model: {args.preset} ({input_hw[0]}x{input_hw[1]}) weights {weights}")

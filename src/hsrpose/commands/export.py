@@ -40,12 +40,19 @@ def run(args: argparse.Namespace) -> int:
 
     from hsrpose.export import describe, export_onnx, onnx_parity
     from hsrpose.models.weights import load_pose_model
+    from hsrpose.utils.extras import require_extra
+    from hsrpose.utils.paths import check_output_file
 
     weights, out = Path(args.weights), Path(args.out)
     if not weights.is_file():
         raise HsrposeError(f"{weights}: weights file not found")
     if out.suffix.lower() != ".onnx":
         raise HsrposeError(f"--out {out}: expected a file name ending in .onnx")
+    # before any work: the packages the export needs, and a place to write
+    require_extra("onnx", "export", purpose="hsrpose export")
+    if not args.no_verify:
+        require_extra("onnxruntime", "export", purpose="the parity check of hsrpose export (skip it with --no-verify)")
+    check_output_file(out)
     model, info = load_pose_model(weights, device="cpu")
     meta = export_onnx(
         model,

@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.engine.checkpoint import LAST_NAME, load_checkpoint
     from hsrpose.engine.config import TrainConfig
     from hsrpose.engine.train import train
+    from hsrpose.utils.argtypes import check_device
+    from hsrpose.utils.paths import check_output_dir
 
     if args.keys:
         flat = {}
@@ -116,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         if not cfg.data.train_ann:
             raise HsrposeError("no training data: pass --data-root DIR (COCO layout) or --ann FILE --images DIR")
 
+    # Before any work: a run directory that cannot be made, a device that is not there.
+    check_output_dir(cfg.run_dir(), "--out" if args.out else "output_dir")
+    check_device(cfg.device, "device")
     result = train(cfg, resume=args.resume)
     if result.best_ap >= 0:
         print(f"best AP {result.best_ap:.4f} (epoch {result.best_epoch}); run in {result.run_dir}")
