@@ -8,7 +8,9 @@ from typing import Literal, Optional
 
 import pytest
 
-from hsrpose.config import ConfigError, apply_overrides, config_to_dict, flat_keys, load_config, save_config
+from hsrpose.config import (
+    ConfigError, apply_overrides, bounded, config_to_dict, flat_keys, load_config, save_config, validate_ranges,
+)
 
 
 @dataclass
@@ -84,3 +86,50 @@ def test_bad_yaml_file_names_the_file(tmp_path: Path) -> None:
     p.write_text("optim:\n  lr: fast\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: optim.lr: expected a number"):
         load_config(Cfg, p)
+
+
+# ---- ranges (issue 15): bounded fields, checked by apply_overrides with the dotted key
+
+
+@dataclass
+class Ranged:
+    batch_size: int = bounded(32, ge=1)
+    prob: float = bounded(0.5, ge=0, le=1)
+    lr: float = bounded(1e-3, gt=0)
+    ids: tuple[int, ...] = bounded((0, 1), ge=0)
+    optional: Optional[float] = bounded(None, gt=0)
+
+
+@dataclass
+class Outer:
+    inner: Ranged = field(default_factory=Ranged)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("inner.batch_size=0", "inner.batch_size=0 is out of range: must be >= 1"),
+        ("inner.prob=1.5", "inner.prob=1.5 is out of range: must be >= 0 and <= 1"),
+        ("inner.lr=0", "inner.lr=0.0 is out of range: must be > 0"),
+        ("inner.lr=.nan", "inner.lr=nan is out of range: must be > 0"),
+        ("inner.ids=[0, -2]", "inner.ids=[0, -2] is out of range: each value must be >= 0"),
+        ("inner.optional=-1", "inner.optional=-1.0 is out of range: must be > 0"),
+    ],
+)
+def test_out_of_range_override_names_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(Outer(), [override])
+    assert str(info.value) == message
+
+
+def test_in_range_overrides_and_unset_optional_pass() -> None:
+    cfg = apply_overrides(Outer(), ["inner.batch_size=1", "inner.prob=1", "inner.ids=[]", "inner.optional=null"])
+    assert (cfg.inner.batch_size, cfg.inner.prob, cfg.inner.ids, cfg.inner.optional) == (1, 1.0, (), None)
+
+
+def test_every_shipped_default_is_in_range() -> None:
+    from hsrpose.engine.config import TrainConfig
+    from hsrpose.engine.evaluate import EvalConfig
+
+    validate_ranges(TrainConfig())
+    validate_ranges(EvalConfig())

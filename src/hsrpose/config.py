@@ -16,13 +16,56 @@ from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
 
-__all__ = ["ConfigError", "apply_overrides", "config_to_dict", "config_from_dict", "save_config", "load_config", "flat_keys"]
+__all__ = [
+    "ConfigError", "apply_overrides", "config_to_dict", "config_from_dict", "save_config", "load_config", "flat_keys",
+    "bounded", "validate_ranges",
+]
 
 T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A bad override or config file entry; the message names the key."""
+
+
+def bounded(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
+    """A dataclass field with an allowed numeric range, checked by :func:`validate_ranges`.
+
+    ``batch_size: int = bounded(32, ge=1)``. The range applies to the value, or to every
+    element of a list/tuple value; ``None`` (an optional field left unset) is not checked.
+    """
+    return dataclasses.field(default=default, metadata={"range": {"ge": ge, "gt": gt, "le": le, "lt": lt}})
+
+
+def _range_text(rng: Mapping[str, float | None]) -> str:
+    lo = f">= {rng['ge']:g}" if rng.get("ge") is not None else (f"> {rng['gt']:g}" if rng.get("gt") is not None else "")
+    hi = f"<= {rng['le']:g}" if rng.get("le") is not None else (f"< {rng['lt']:g}" if rng.get("lt") is not None else "")
+    return " and ".join(t for t in (lo, hi) if t)
+
+
+def _in_range(v: float, rng: Mapping[str, float | None]) -> bool:
+    # NaN fails every comparison, so it is always out of range (as it should be).
+    checks = {"ge": lambda b: v >= b, "gt": lambda b: v > b, "le": lambda b: v <= b, "lt": lambda b: v < b}
+    return all(check(rng[k]) for k, check in checks.items() if rng.get(k) is not None)
+
+
+def validate_ranges(cfg: Any, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` naming the dotted key of the first field outside its
+    :func:`bounded` range, e.g. ``optim.batch_size=0 is out of range: it must be >= 1``."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            validate_ranges(value, key + ".")
+            continue
+        rng = f.metadata.get("range")
+        if rng is None or value is None:
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not _in_range(v, rng):
+                shown = value if not isinstance(value, (list, tuple)) else list(value)
+                each = "each value " if isinstance(value, (list, tuple)) else ""
+                raise ConfigError(f"{key}={shown} is out of range: {each}must be {_range_text(rng)}")
 
 
 def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
@@ -157,7 +200,8 @@ def apply_overrides(cfg: T, overrides: Iterable[str] | Mapping[str, Any]) -> T:
 
     Values are parsed as YAML scalars (``1e-3``, ``true``, ``[256, 192]``) and then
     coerced to the field's declared type; a wrong type or unknown key raises
-    :class:`ConfigError` naming the key (and the nearest valid key on a typo).
+    :class:`ConfigError` naming the key (and the nearest valid key on a typo), and so
+    does a value outside a field's :func:`bounded` range (checked on the result).
     """
     import copy
 
@@ -183,6 +227,7 @@ def apply_overrides(cfg: T, overrides: Iterable[str] | Mapping[str, Any]) -> T:
             items.append((k, parsed))
     for k, v in items:
         _set_dotted(out, k, v, keys)
+    validate_ranges(out)
     return out
 
 
@@ -226,6 +271,8 @@ def load_config(cls: type[T], path: str | Path) -> T:
     path = Path(path)
     try:
         d = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(d, Mapping):

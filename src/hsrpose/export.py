@@ -90,9 +90,11 @@ def export_onnx(
     the mode it came in. The written graph is validated with ``onnx.checker`` (with
     shape inference) before it replaces ``out``.
     """
-    import onnx
     import torch
 
+    from hsrpose.utils.extras import require_extra
+
+    onnx = require_extra("onnx", "export", purpose="ONNX export")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise HsrposeError(f"opset {opset} is not supported: choose {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})")
     input_hw = (int(input_hw[0]), int(input_hw[1]))

@@ -367,42 +367,26 @@ def add_int8_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default {' '.join(DEFAULT_KEEP_FP32)}; give the flag alone to quantise every node)")  # fmt: skip
 
 
-def run_int8_export(args: argparse.Namespace) -> int:
-    """``hsrpose export --int8``: weights (or an fp32 .onnx) -> INT8 .onnx; prints a JSON summary."""
-    weights, out = Path(args.weights), Path(args.out)
-    if args.calib is None:
-        raise HsrposeError("--int8 needs --calib DIR: a folder of images to calibrate on (e.g. coco-mini/train2017)")
-    if not weights.is_file():
-        raise HsrposeError(f"{weights}: weights file not found")
-    if out.suffix.lower() != ".onnx":
-        raise HsrposeError(f"--out {out}: expected a file name ending in .onnx")
-    keep = DEFAULT_KEEP_FP32 if args.keep_fp32 is None else tuple(args.keep_fp32)
-    with tempfile.TemporaryDirectory(prefix="hsrpose-export-") as tmp:
-        if weights.suffix.lower() == ".onnx":
-            fp32 = weights
-        else:
-            from hsrpose.export import export_onnx
-            from hsrpose.models.weights import load_pose_model
+def run_int8_export(args: argparse.Namespace, fp32: Path) -> int:
+    """``hsrpose export --int8``: the fp32 hsrpose ``.onnx`` ``fp32`` -> INT8 ``args.out``; prints a JSON summary.
 
-            model, info = load_pose_model(weights, device="cpu")
-            fp32 = Path(tmp) / "fp32.onnx"
-            export_onnx(
-                model, fp32, preset=info.preset, input_hw=tuple(info.input_hw),  # type: ignore[arg-type]
-                heatmap_hw=tuple(info.heatmap_hw), keypoint_info=info.keypoint_info,  # type: ignore[arg-type]
-                opset=args.opset, dynamic_size=args.dynamic_size,
-            )  # fmt: skip
-        report = quantize_onnx(
-            fp32, out, args.calib, method=args.calib_method, keep_fp32=keep, max_crops=args.calib_crops,
-            ann_file=args.calib_ann,
-        )  # fmt: skip
-        summary: dict[str, object] = {"out": str(out), "size_mb": round(out.stat().st_size / 2**20, 2)}
-        summary["fp32_size_mb"] = round(fp32.stat().st_size / 2**20, 2)
-        summary.update(describe_int8(report))
-        if not args.no_verify:
-            # On calibration crops: a check that quantisation kept the keypoints, not a held-out accuracy.
-            x = np.concatenate([c for _, c in calibration_crops(args.calib, report.meta.input_hw, report.meta.preprocessing, 8, args.calib_ann)])
-            agree = keypoint_agreement(fp32, out, x)
-            summary["keypoint_diff_px"] = {k: round(v, 3) for k, v in agree.items()}
+    ``hsrpose export`` has checked the paths and the packages, and exported the weights to
+    ``fp32`` (or was given an fp32 ``.onnx``).
+    """
+    out = Path(args.out)
+    keep = DEFAULT_KEEP_FP32 if args.keep_fp32 is None else tuple(args.keep_fp32)
+    report = quantize_onnx(
+        fp32, out, args.calib, method=args.calib_method, keep_fp32=keep, max_crops=args.calib_crops,
+        ann_file=args.calib_ann,
+    )  # fmt: skip
+    summary: dict[str, object] = {"out": str(out), "size_mb": round(out.stat().st_size / 2**20, 2)}
+    summary["fp32_size_mb"] = round(fp32.stat().st_size / 2**20, 2)
+    summary.update(describe_int8(report))
+    if not args.no_verify:
+        # On calibration crops: a check that quantisation kept the keypoints, not a held-out accuracy.
+        x = np.concatenate([c for _, c in calibration_crops(args.calib, report.meta.input_hw, report.meta.preprocessing, 8, args.calib_ann)])
+        agree = keypoint_agreement(fp32, out, x)
+        summary["keypoint_diff_px"] = {k: round(v, 3) for k, v in agree.items()}
     for line in report.skipped_images:
         print(f"skipped calibration image {line}", file=sys.stderr)
     print(json.dumps(summary))

@@ -30,17 +30,19 @@ def _hw(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hsrpose.utils.argtypes import float_range, int_range
+
     parser.add_argument("--ann", required=True, help="COCO keypoint annotation JSON (or CrowdPose JSON, MPII json/.mat)")
     parser.add_argument("--dataset", choices=DATASET_CHOICES, default="auto", help="coco, mpii or crowdpose (default: from the file)")
     parser.add_argument("--images", required=True, help="folder of the images (file_name is relative to it)")
     parser.add_argument("--out", required=True, help="output folder for the PNGs")
-    parser.add_argument("--num", type=int, default=8, help="number of samples to draw (default 8)")
+    parser.add_argument("--num", type=int_range(1), default=8, help="number of samples to draw (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample choice and the augmentation")
-    parser.add_argument("--epoch", type=int, default=0, help="epoch whose augmentation draws to show")
+    parser.add_argument("--epoch", type=int_range(0), default=0, help="epoch whose augmentation draws to show")
     parser.add_argument("--input-size", type=_hw, default=(256, 192), help="crop HxW (default 256x192); heatmaps are /4")
     parser.add_argument("--no-augment", action="store_true", help="plain evaluation crops")
     parser.add_argument("--half-body", action="store_true", help="enable HRNet's half-body augmentation")
-    parser.add_argument("--sigma", type=float, default=2.0, help="Gaussian sigma in heatmap px")
+    parser.add_argument("--sigma", type=float_range(1e-3), default=2.0, help="Gaussian sigma in heatmap px")
     parser.add_argument("--dark", action="store_true", help="DARK (sub-pixel) targets")
 
 
@@ -93,9 +95,9 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.data.config import AugmentConfig
     from hsrpose.data.dataset import TopDownDataset
     from hsrpose.utils.io import atomic_write_bytes
+    from hsrpose.utils.paths import check_output_dir
 
-    if args.num <= 0:
-        raise HsrposeError("--num must be positive")
+    out = check_output_dir(args.out)
     images = Path(args.images)
     if not images.is_dir():
         raise HsrposeError(f"{images}: image folder not found")
@@ -109,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
     ds.set_epoch(args.epoch)
     rng = np.random.default_rng(args.seed)
     picks = rng.choice(len(ds), size=min(args.num, len(ds)), replace=False)
-    out = Path(args.out)
     scale = max(1, 384 // input_hw[0])
     for n, idx in enumerate(picks):
         item = ds[int(idx)]

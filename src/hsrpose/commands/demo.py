@@ -90,12 +90,16 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
     s = replace(s, **over)
     if s.epochs < 1 or s.train_images < 1 or s.val_images < 1 or s.num_workers < 0 or s.threads < 1:
         raise HsrposeError("--epochs, --train-images, --val-images and --threads must be >= 1, --workers >= 0")
+    if not s.lr > 0:
+        raise HsrposeError(f"--lr must be > 0, got {s.lr}")
     if "epochs" in over:  # keep the lr drops at the same fractions of the run
         s = replace(s, milestones=tuple(sorted({max(1, round(m * s.epochs / FULL.epochs)) for m in FULL.milestones if s.epochs > 2})))
     return s
 
 
 def _prepare_out(out: Path, force: bool) -> None:
+    from hsrpose.utils.paths import check_output_dir
+
     if out.exists() and not out.is_dir():
         raise HsrposeError(f"--out {out} exists and is not a folder")
     existing = [name for name in _OWNED if (out / name).exists()]
@@ -104,7 +108,7 @@ def _prepare_out(out: Path, force: bool) -> None:
     for name in existing:
         p = out / name
         shutil.rmtree(p) if p.is_dir() else p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out)
 
 
 def _log(msg: str) -> None:
@@ -167,10 +171,15 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.evaluation.cocoeval import METRIC_NAMES
     from hsrpose.inference.detectors import CocoResultsDetector
     from hsrpose.inference.pipeline import PoseEstimator
+    from hsrpose.models import get_preset
     from hsrpose.models.weights import load_pose_model
+    from hsrpose.utils.argtypes import check_device
     from hsrpose.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
     s = settings_from_args(args)
+    # before any work: a preset or device that does not exist would fail only after the data is made
+    get_preset(s.preset)
+    check_device(args.device, allow_auto=False)
     out: Path = args.out
     _prepare_out(out, args.force)
     torch.set_num_threads(s.threads)

@@ -28,6 +28,7 @@ DEFAULT_IMAGES = Path("val2017")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hsrpose.decode_settings import add_decode_arguments
+    from hsrpose.utils.argtypes import int_range
 
     # ``key=value`` overrides may follow options, as in ``hsrpose train`` (plain parse_args
     # takes positionals only from the first group and rejects the rest).
@@ -54,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", default=None, help="image folder (overrides DATA_ROOT/val2017)")
     parser.add_argument("--out", default=None, help="results JSON to write (default: <preset>_<boxes>_results.json)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
-    parser.add_argument("--batch-size", type=int, default=None, help="crops per batch (default 64)")
-    parser.add_argument("--workers", type=int, default=None, help="data loader workers (default 2)")
+    parser.add_argument("--batch-size", type=int_range(1), default=None, help="crops per batch (default 64)")
+    parser.add_argument("--workers", type=int_range(0), default=None, help="data loader workers (default 2)")
     parser.add_argument("--det-score-thr", type=float, default=None, help="keep boxes with score >= this (default 0.0)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow full unpickling of a trusted checkpoint")
     add_decode_arguments(parser)
@@ -125,13 +126,20 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.engine.evaluate import EvalConfig, evaluate
     from hsrpose.evaluation.cocoeval import format_metrics
     from hsrpose.evaluation.pckh import format_pckh
+    from hsrpose.utils.argtypes import check_device
     from hsrpose.utils.io import atomic_write_json
+    from hsrpose.utils.paths import check_output_file
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.preset is not None and "=" in args.preset:  # an override in the optional preset's place
         args.overrides.insert(0, args.preset)
         args.preset = None
-    cfg = apply_overrides(EvalConfig(), args.overrides)
+    # checked before the evaluation: a bad --out found after it would throw the work away
+    # (the default name needs the model's preset: checked once the weights are read, below)
+    out = check_output_file(args.out) if args.out else None
+    check_device(args.device)
+    # progress on stderr (a bar on a terminal, a line every 30 s in logs); progress=false turns it off
+    cfg = apply_overrides(EvalConfig(progress=True), args.overrides)
     if args.batch_size is not None:
         cfg.batch_size = args.batch_size
     if args.workers is not None:
@@ -152,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_model_for_preset(args.preset, weights, device, trust_pickle=args.trust_pickle,
                                         onnx_spec=onnx_spec_from_args(args), keypoint_info=keypoints_from_args(args))  # fmt: skip
     input_hw, heatmap_hw = tuple(meta.input_hw), tuple(meta.heatmap_hw)
+    if out is None:
+        name = args.preset or (weights.stem if meta.format == "onnx" else meta.preset)
+        out = check_output_file(f"{name}_{'gtboxes' if args.gt_boxes else 'detboxes'}_results.json")
 
     # Decode settings: those stored with the weights; an explicit option (or a dotted
     # shift_heatmap=...) overrides one. Foreign and older files get the protocol defaults.
@@ -196,8 +207,6 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     results, metrics = evaluate(model, dataset, codec, kinfo, cfg, device=device, gt=gt)
     seconds = time.perf_counter() - t0
-    name = args.preset or (weights.stem if meta.format == "onnx" else meta.preset)
-    out = Path(args.out) if args.out else Path(f"{name}_{'gtboxes' if args.gt_boxes else 'detboxes'}_results.json")
     atomic_write_json(out, results)
 
     print(f"# model: {meta.preset} ({input_hw[0]}x{input_hw[1]}, {meta.format}) weights {weights}")

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from hsrpose.errors import HsrposeError
 
@@ -54,33 +55,50 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.export import describe, export_onnx, onnx_parity
     from hsrpose.commands.model_options import keypoints_from_args, parse_hw
     from hsrpose.models.foreign import load_any_pose_model
+    from hsrpose.utils.extras import require_extra
+    from hsrpose.utils.paths import check_output_file
 
-    if args.int8:
-        from hsrpose.quantize import run_int8_export
-
-        return run_int8_export(args)
     weights, out = Path(args.weights), Path(args.out)
     if not weights.is_file():
         raise HsrposeError(f"{weights}: weights file not found")
     if out.suffix.lower() != ".onnx":
         raise HsrposeError(f"--out {out}: expected a file name ending in .onnx")
+    # before any work: the packages the export needs, and a place to write
+    require_extra("onnx", "export", purpose="hsrpose export")
+    if not args.no_verify:
+        require_extra("onnxruntime", "export", purpose="the parity check of hsrpose export (skip it with --no-verify)")
+    check_output_file(out)
+    if args.int8:
+        if args.calib is None:
+            raise HsrposeError("--int8 needs --calib DIR: a folder of images to calibrate on (e.g. coco-mini/train2017)")
+        require_extra("onnxruntime", "export", purpose="hsrpose export --int8")
+        if weights.suffix.lower() == ".onnx":  # an fp32 hsrpose export: quantise it as it is
+            from hsrpose.quantize import run_int8_export
+
+            return run_int8_export(args, weights)
     hw = parse_hw(args.input_size) if args.input_size else None
     model, info = load_any_pose_model(weights, device="cpu", preset=args.preset, input_hw=hw, keypoint_info=keypoints_from_args(args))
     if info.decode_note:
         print(info.decode_note, file=sys.stderr)
     # The weights' decode settings travel into the ONNX metadata; an explicit option overrides one.
     decode = resolve_decode(info.decode, decode_overrides(args))
-    meta = export_onnx(
-        model,
-        out,
-        preset=info.preset,
-        input_hw=tuple(info.input_hw),  # type: ignore[arg-type]
-        heatmap_hw=tuple(info.heatmap_hw),  # type: ignore[arg-type]
-        keypoint_info=info.keypoint_info,
-        opset=args.opset,
-        dynamic_size=args.dynamic_size,
-        decode=decode,
-    )
+
+    def write_fp32(path: Path) -> Any:
+        return export_onnx(
+            model, path, preset=info.preset, input_hw=tuple(info.input_hw),  # type: ignore[arg-type]
+            heatmap_hw=tuple(info.heatmap_hw), keypoint_info=info.keypoint_info,  # type: ignore[arg-type]
+            opset=args.opset, dynamic_size=args.dynamic_size, decode=decode,
+        )  # fmt: skip
+
+    if args.int8:  # the fp32 graph (with the weights' metadata) is the quantiser's input
+        import tempfile
+
+        from hsrpose.quantize import run_int8_export
+
+        with tempfile.TemporaryDirectory(prefix="hsrpose-export-") as tmp:
+            write_fp32(Path(tmp) / "fp32.onnx")
+            return run_int8_export(args, Path(tmp) / "fp32.onnx")
+    meta = write_fp32(out)
     summary = {"out": str(out), "size_mb": round(out.stat().st_size / 2**20, 2), **describe(meta)}
     if not args.no_verify:
         # Normalised-image statistics are roughly N(0, 1): a random batch exercises every channel.

@@ -5,11 +5,14 @@ Writes into ``--out``:
   ``keypoints`` [x, y, score] * K in image px, ``score``, ``bbox``), atomically;
 - ``images.json``: the COCO ``images`` entries those ids refer to (file name or
   video frame, width, height);
-- drawn pictures under ``vis/`` (images) or ``<video stem>_pose.mp4`` (video).
+- drawn pictures under ``vis/`` with the input's own file name and format
+  (``photo.jpeg`` -> ``vis/photo.jpeg``, so ``photo.jpg`` and ``photo.jpeg`` in one
+  folder keep one drawing each) or ``<video stem>_pose.mp4`` (video).
 
 Image ids: from ``--ann`` (a COCO annotation file naming the images) when given,
 else the file name's number (``000000391895.jpg`` -> 391895), else the position in
-the sorted folder (1-based). Video frames get their 0-based frame index.
+the sorted folder (1-based); a warning says how many names ``--ann`` did not know.
+Video frames get their 0-based frame index.
 
 An unreadable image or video frame is reported and skipped; the run goes on.
 """
@@ -17,7 +20,6 @@ An unreadable image or video frame is reported and skipped; the run goes on.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -37,6 +39,7 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hsrpose.decode_settings import add_decode_arguments
     from hsrpose.inference.detectors import DETECTOR_SPECS
+    from hsrpose.utils.argtypes import int_range
 
     parser.add_argument("input", metavar="INPUT", help="an image, a folder of images or a video file")
     parser.add_argument("--weights", required=True, help="hsrpose weights / checkpoint (.pth, .safetensors), a SimpleBaseline "
@@ -52,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ann", default=None, help="COCO annotation file: image ids for the results and the keypoint set to expect")
     parser.add_argument("--dataset", choices=tuple(KNOWN_KEYPOINT_SETS), default=None, help="keypoint set to expect when --ann gives none: coco, mpii or crowdpose")
     parser.add_argument("--no-flip", action="store_true", help="disable the flip test (faster, ~1 AP lower)")
-    parser.add_argument("--batch-size", type=int, default=32, help="crops per network call (default 32)")
-    parser.add_argument("--frames-per-batch", type=int, default=8, help="video frames whose crops share network batches (default 8)")
+    parser.add_argument("--batch-size", type=int_range(1), default=32, help="crops per network call (default 32)")
+    parser.add_argument("--frames-per-batch", type=int_range(1), default=8, help="video frames whose crops share network batches (default 8)")
     parser.add_argument("--det-thr", type=float, default=0.0, help="drop detector boxes below this score before pose estimation (default 0)")
     parser.add_argument("--kpt-thr", type=float, default=0.3, help="drawing: keypoints below this score are not drawn (default 0.3)")
     parser.add_argument("--box-thr", type=float, default=0.3, help="drawing: people below this instance score are not drawn (default 0.3)")
@@ -80,13 +83,15 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.errors import HsrposeError
     from hsrpose.inference.detectors import build_detector
     from hsrpose.inference.pipeline import PoseEstimator
+    from hsrpose.utils.argtypes import check_device
     from hsrpose.utils.io import atomic_write_json
+    from hsrpose.utils.paths import check_output_dir
 
     src = Path(args.input)
     if not src.exists():
         raise HsrposeError(f"{src}: no such file or folder")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(args.out, "--out")
+    check_device(args.device, allow_auto=False)
     from hsrpose.commands.model_options import keypoints_from_args, onnx_spec_from_args
 
     file_ids, keypoint_info = _read_ann(args.ann) if args.ann else ({}, None)
@@ -120,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         unit = "frames"
     else:
         files = _list_images(src)
+        if args.ann:
+            _warn_unknown_names(files, file_ids, args.ann)
         n_ok, n_bad = _run_images(files, out, estimator, args, file_ids, results, images_meta)
         unit = "images"
     atomic_write_json(out / "results.json", results)
@@ -149,10 +156,12 @@ def _read_ann(path: str) -> tuple[dict[str, int], Any]:
     from hsrpose.data.keypoints import KeypointInfo
     from hsrpose.errors import DataError
 
+    from hsrpose.utils.io import read_json
+
+    data = read_json(path)  # a missing file or bad JSON: DataError naming the file, line and column
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
         ids = {Path(im["file_name"]).name: int(im["id"]) for im in data.get("images", [])}
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise DataError(f"--ann {path}: cannot read a COCO annotation file: {e!r}") from None
     info = None
     for cat in data.get("categories", []):
@@ -176,6 +185,19 @@ def _list_images(src: Path) -> list[Path]:
     return files
 
 
+def _warn_unknown_names(files: list[Path], file_ids: dict[str, int], ann: str) -> None:
+    """Say when ``--ann`` does not name some of the images: their ids then come from the file name's
+    number or the position in the folder, which may not be the ids the user expects."""
+    unknown = [p.name for p in files if p.name not in file_ids]
+    if not unknown:
+        return
+    which = "none of the" if len(unknown) == len(files) else f"{len(unknown)} of the"
+    _report(
+        f"--ann {ann} names {which} {len(files)} input images (e.g. {unknown[0]}); their image ids come from "
+        "the file name's number, else the position in the folder"
+    )
+
+
 def _image_id(path: Path, index: int, file_ids: dict[str, int]) -> int:
     if path.name in file_ids:
         return file_ids[path.name]
@@ -194,16 +216,16 @@ def _run_images(
 ) -> tuple[int, int]:  # fmt: skip
     """Images one by one; returns (images done, images skipped)."""
     import cv2
-    from tqdm import tqdm
 
     from hsrpose.data.imageio import read_image_bgr
     from hsrpose.errors import HsrposeError
     from hsrpose.utils.io import atomic_write_bytes
+    from hsrpose.utils.progress import progress
     from hsrpose.vis import draw_poses
 
     n_ok = n_bad = 0
     used_ids: set[int] = set()
-    for index, path in enumerate(tqdm(files, desc="predict", unit="img", disable=None)):
+    for index, path in enumerate(progress(files, desc="predict", unit="img")):
         try:
             image = read_image_bgr(path, exif_orientation=estimator.reads_exif())
         except HsrposeError as e:
@@ -220,10 +242,12 @@ def _run_images(
         n_ok += 1
         if not args.no_draw:
             drawn = draw_poses(image, instances, estimator.keypoint_info, kpt_thr=args.kpt_thr, box_thr=args.box_thr)
-            ext = ".png" if path.suffix.lower() == ".png" else ".jpg"
-            ok, buf = cv2.imencode(ext, drawn)
+            # the input's own name and format: names in one folder are unique, so are the drawings
+            # (a single input file without an image extension gets ".jpg" added)
+            known = path.suffix.lower() in IMAGE_EXTS
+            ok, buf = cv2.imencode(path.suffix.lower() if known else ".jpg", drawn)
             if ok:
-                atomic_write_bytes(out / "vis" / (path.stem + ext), buf.tobytes())
+                atomic_write_bytes(out / "vis" / (path.name if known else path.name + ".jpg"), buf.tobytes())
     return n_ok, n_bad
 
 
@@ -257,9 +281,9 @@ def _run_video(
 ) -> tuple[int, int]:  # fmt: skip
     """Frames in groups of ``--frames-per-batch``; returns (frames done, frames skipped)."""
     import cv2
-    from tqdm import tqdm
 
     from hsrpose.errors import HsrposeError
+    from hsrpose.utils.progress import progress
     from hsrpose.vis import draw_poses
 
     cap = cv2.VideoCapture(str(src))
@@ -295,7 +319,7 @@ def _run_video(
 
     completed = False
     try:
-        with tqdm(total=total or None, desc="predict", unit="frame", disable=None) as bar:
+        with progress(total=total or None, desc="predict", unit="frame") as bar:
             last = -1
             for index, frame in _frames(cap):
                 n_bad += index - last - 1

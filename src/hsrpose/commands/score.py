@@ -16,6 +16,8 @@ HELP = "score a COCO keypoint results file against ground truth"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hsrpose.utils.argtypes import int_range
+
     parser.add_argument("--gt", required=True, help="ground-truth COCO keypoint annotation JSON")
     parser.add_argument("--results", required=True, help="COCO keypoint results JSON (list of entries)")
     parser.add_argument(
@@ -30,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="hotcoco (default; pycocotools' numbers to the last bit, faster), pycocotools = the reference",
     )
-    parser.add_argument("--digits", type=int, default=6, help="decimals printed per number (default 6)")
+    parser.add_argument("--digits", type=int_range(0, 17), default=6, help="decimals printed per number (default 6)")
 
 
 def parse_sigmas(text: str | None) -> list[float] | None:

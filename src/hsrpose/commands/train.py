@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.engine.config import TrainConfig
     from hsrpose.data.datasets import main_metric
     from hsrpose.engine.train import train
+    from hsrpose.utils.argtypes import check_device
+    from hsrpose.utils.paths import check_output_dir
 
     if args.keys:
         flat = {}
@@ -132,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
         if not cfg.pretrained:
             print(NO_PRETRAINED_WARNING, file=sys.stderr)
 
+    # Before any work: a run directory that cannot be made, a device that is not there.
+    check_output_dir(cfg.run_dir(), "--out" if args.out else "output_dir")
+    check_device(cfg.device, "device")
     result = train(cfg, resume=args.resume)
     if result.best_ap >= 0:
         metric = main_metric(result.final_metrics)[0]  # AP, or PCKh for MPII

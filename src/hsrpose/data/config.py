@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from hsrpose.config import bounded
+
 __all__ = ["AugmentConfig", "DataConfig", "COCO_UPPER_BODY_IDS"]
 
 # HRNet's upper_body_ids for COCO-17: nose, eyes, ears, shoulders, elbows, wrists.
@@ -47,15 +49,15 @@ class AugmentConfig:
 
     enabled: bool = True
     flip: bool = True
-    flip_prob: float = 0.5
-    scale_factor: float = 0.3
-    rotation_factor: float = 40.0
-    rotation_prob: float = 0.6
+    flip_prob: float = bounded(0.5, ge=0, le=1)
+    scale_factor: float = bounded(0.3, ge=0, lt=1)  # 1 - scale_factor is the smallest scale
+    rotation_factor: float = bounded(40.0, ge=0)
+    rotation_prob: float = bounded(0.6, ge=0, le=1)
     half_body: bool = False
-    half_body_prob: float = 0.3
-    half_body_min_joints: int = 8
-    half_body_padding: float = 1.5
-    upper_body_ids: tuple[int, ...] = COCO_UPPER_BODY_IDS
+    half_body_prob: float = bounded(0.3, ge=0, le=1)
+    half_body_min_joints: int = bounded(8, ge=0)
+    half_body_padding: float = bounded(1.5, gt=0)
+    upper_body_ids: tuple[int, ...] = bounded(COCO_UPPER_BODY_IDS, ge=0)
 
 
 @dataclass
@@ -96,13 +98,13 @@ class DataConfig:
     val_ann: str = ""
     val_images: str = ""
     val_det_file: str = ""
-    category_id: int | None = None
-    box_padding: float = 1.25
-    sigma: float = 2.0
+    category_id: int | None = bounded(None, ge=0)
+    box_padding: float = bounded(1.25, gt=0)
+    sigma: float = bounded(2.0, gt=0)
     dark: bool = False
     flip_pairs: list[list[int]] | None = None
-    oks_sigmas: list[float] | None = None
-    num_workers: int = 4
+    oks_sigmas: list[float] | None = bounded(None, gt=0)
+    num_workers: int = bounded(4, ge=0)
     pin_memory: bool = True
     pipeline: Literal["cpu", "gpu"] = "cpu"
     gpu_decode: Literal["device", "worker"] = "device"

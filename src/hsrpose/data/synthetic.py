@@ -429,9 +429,9 @@ def generate_dataset(
     annotations: list[dict[str, Any]] = []
     indices: Iterable[int] = range(num_images)
     if progress:
-        from tqdm import tqdm
+        from hsrpose.utils.progress import progress  # a bar on a terminal, lines in logs
 
-        indices = tqdm(indices, desc=f"synth {out.name}", unit="img")
+        indices = progress(indices, desc=f"synth {out.name}", unit="img")
     for i in indices:
         img, records = generate_image(seed, i, cfg)
         file_name = f"{i:06d}.jpg"

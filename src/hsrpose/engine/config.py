@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from hsrpose.config import ConfigError
+from hsrpose.config import ConfigError, bounded
 from hsrpose.data.config import AugmentConfig, DataConfig
 from hsrpose.engine.evaluate import EvalConfig
 
@@ -43,14 +43,14 @@ class OptimConfig:
     """
 
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    batch_size: int = 32
-    epochs: int = 140
-    milestones: tuple[int, ...] = (90, 120)
-    gamma: float = 0.1
-    grad_clip: float = 0.0
+    lr: float = bounded(1e-4, gt=0)
+    weight_decay: float = bounded(0.0, ge=0)
+    momentum: float = bounded(0.9, ge=0, le=1)
+    batch_size: int = bounded(32, ge=1)
+    epochs: int = bounded(140, ge=1)
+    milestones: tuple[int, ...] = bounded((90, 120), ge=1)
+    gamma: float = bounded(0.1, gt=0)
+    grad_clip: float = bounded(0.0, ge=0)
 
 
 @dataclass
@@ -111,13 +111,13 @@ class TrainConfig:
     sync_bn: bool = False
     freeze_bn: bool = False
     ema: bool = False
-    ema_decay: float = 0.9998
-    eval_interval: int = 10
-    checkpoint_interval: int = 0
-    log_interval: int = 20
-    nan_check_interval: int = 20
-    train_subset: int = 0
-    seed: int = 0
+    ema_decay: float = bounded(0.9998, ge=0, le=1)
+    eval_interval: int = bounded(10, ge=0)
+    checkpoint_interval: int = bounded(0, ge=0)
+    log_interval: int = bounded(20, ge=1)
+    nan_check_interval: int = bounded(20, ge=1)
+    train_subset: int = bounded(0, ge=0)
+    seed: int = bounded(0, ge=0)
     deterministic: bool = False
     output_dir: str = ""
     device: str = "auto"

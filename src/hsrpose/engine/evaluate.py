@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from hsrpose.config import bounded
 from hsrpose.data.keypoints import KeypointInfo
 from hsrpose.evaluation.cocoeval import DEFAULT_BACKEND, GroundTruth, score_results
 from hsrpose.evaluation.nms import batched_oks_nms, soft_oks_nms
@@ -66,11 +67,11 @@ class EvalConfig:
     shift_heatmap: bool = True
     det_score_thr: float = 0.0
     use_gt_boxes: bool = False
-    in_vis_thr: float = 0.2
-    oks_nms_thr: float = 0.9
+    in_vis_thr: float = bounded(0.2, ge=0, le=1)
+    oks_nms_thr: float = bounded(0.9, ge=0, le=1)
     soft_nms: bool = False
-    batch_size: int = 64
-    num_workers: int = 2
+    batch_size: int = bounded(64, ge=1)
+    num_workers: int = bounded(2, ge=0)
     amp: bool = False
     backend: str = DEFAULT_BACKEND
     category_id: int = 1
@@ -199,9 +200,9 @@ def predict(
     num_invalid = 0
     iterator: Iterable[dict[str, Any]] = loader
     if cfg.progress:
-        from tqdm import tqdm
+        from hsrpose.utils.progress import progress  # a bar on a terminal, lines in logs
 
-        iterator = tqdm(loader, desc="eval", unit="batch")
+        iterator = progress(loader, desc="eval", unit="batch")
     try:
         with torch.inference_mode():
             for batch in iterator:

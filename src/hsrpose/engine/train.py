@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hsrpose import __version__
-from hsrpose.config import config_to_dict, save_config
+from hsrpose.config import config_to_dict, save_config, validate_ranges
 from hsrpose.decode_settings import DecodeSettings
 from hsrpose.data.datasets import main_metric
 from hsrpose.engine import distributed as du
@@ -265,6 +265,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     process. Raises :class:`HsrposeError` for user errors (existing run without
     ``resume``, missing data) and :class:`NonFiniteLossError` when the loss diverges.
     """
+    validate_ranges(cfg)  # configs built in code skip apply_overrides, which checks them too
     created_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     info = du.init_distributed(cfg.device)
     try:
@@ -468,9 +469,9 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
         _set_train_mode(train_model, cfg.freeze_bn)
         bar = None
         if info.is_main and cfg.progress:
-            from tqdm import tqdm
+            from hsrpose.utils.progress import progress  # a bar on a terminal, lines in logs
 
-            bar = tqdm(total=steps_per_epoch, initial=epoch_step, desc=f"epoch {epoch + 1}/{o.epochs}", leave=False, dynamic_ncols=True)
+            bar = progress(total=steps_per_epoch, initial=epoch_step, desc=f"epoch {epoch + 1}/{o.epochs}", leave=False, dynamic_ncols=True)
         t_log, n_log = time.perf_counter(), 0
         t_epoch = time.perf_counter()
 

@@ -288,10 +288,9 @@ class YoloOnnxDetector:
         self.path = Path(path)
         if not self.path.is_file():
             raise HsrposeError(f"yolo detector: ONNX file {self.path} not found")
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise HsrposeError(f"yolo detector: running {self.path.name} needs onnxruntime (pip install onnxruntime): {e}") from None
+        from hsrpose.utils.extras import require_extra
+
+        ort = require_extra("onnxruntime", "export", purpose=f"the yolo detector {self.path.name}")
         try:
             self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime's own exception types

@@ -222,12 +222,9 @@ class OnnxRuntimeBackend:
         providers: Sequence[str] | None = None,
         intra_op_threads: int | None = None,
     ) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise CheckpointError(
-                f"{path}: running an ONNX model needs onnxruntime (pip install 'hsrpose[export]'): {e}"
-            ) from None
+        from hsrpose.utils.extras import require_extra
+
+        ort = require_extra("onnxruntime", "export", purpose=f"running the ONNX model {path}")
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"{self.path}: ONNX file not found")

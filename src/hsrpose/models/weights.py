@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,9 @@ def read_checkpoint_file(path: str | Path, trust_pickle: bool = False) -> tuple[
     # header length ends in byte 0x80 starts with 0x80 too, so the second byte decides.
     if head[:4] == _ZIP_MAGIC or (len(head) > 1 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5):
         try:
-            with _numpy_array_globals():
+            with _numpy_array_globals(), warnings.catch_warnings():
+                # a non-torch pickle makes torch warn about its protocol before failing; the error says enough
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
                 return torch.load(p, map_location="cpu", weights_only=True), None
         except pickle.UnpicklingError as e:
             msg = str(e)
@@ -143,7 +146,7 @@ def read_checkpoint_file(path: str | Path, trust_pickle: bool = False) -> tuple[
             if m is None:  # the safe unpickler failed on the data itself, not on a class it refuses
                 w = re.search(r"WeightsUnpickler error:\s*([^\n]+)", msg)
                 detail = w.group(1) if w else _first_line(msg)
-                raise CheckpointError(f"{p}: not a readable checkpoint ({detail[:200]})") from None
+                raise CheckpointError(f"{p}: not a readable checkpoint ({_first_line(detail)})") from None
             if not trust_pickle:
                 what = f"it contains {m.group(1)}"
                 raise CheckpointError(
@@ -151,7 +154,9 @@ def read_checkpoint_file(path: str | Path, trust_pickle: bool = False) -> tuple[
                     "If you trust where the file came from, load it with trust_pickle=True (CLI: --trust-pickle)."
                 ) from None
         except Exception as e:  # noqa: BLE001 - torch raises RuntimeError/EOFError/... on corrupt files
-            raise CheckpointError(f"{p}: not a readable checkpoint ({type(e).__name__}: {_first_line(str(e))})") from None
+            raise CheckpointError(
+                f"{p}: not a readable checkpoint; the file may be truncated or damaged ({type(e).__name__}: {_first_line(str(e))})"
+            ) from None
         try:  # only reached with trust_pickle=True, after the safe load refused
             return torch.load(p, map_location="cpu", weights_only=False), None
         except Exception as e:  # noqa: BLE001
@@ -191,8 +196,18 @@ def _numpy_array_globals() -> Iterator[None]:
         yield
 
 
-def _first_line(msg: str) -> str:
-    return msg.strip().splitlines()[0][:200] if msg.strip() else "no message"
+def _first_line(msg: str, limit: int = 200) -> str:
+    """The first line of a library's error message, shortened to whole sentences (a message
+    cut mid-sentence reads as if it were the whole reason)."""
+    text = msg.strip().splitlines()[0].strip() if msg.strip() else ""
+    if not text:
+        return "no message"
+    if len(text) <= limit:
+        return text
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s)", text[: limit + 1])]
+    if ends:
+        return text[: ends[-1]]
+    return text[:limit].rsplit(" ", 1)[0] + " (...)"
 
 
 def _looks_like_safetensors(p: Path, head: bytes) -> bool:
