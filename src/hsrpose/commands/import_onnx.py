@@ -30,12 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hsrpose.commands.model_options import onnx_spec_from_args
     from hsrpose.inference.foreign_onnx import has_hsrpose_metadata, import_onnx
+    from hsrpose.utils.extras import require_extra
+    from hsrpose.utils.paths import check_output_file
 
     src, out = Path(args.input), Path(args.out)
     if not src.is_file():
         raise HsrposeError(f"{src}: no such file")
     if out.suffix.lower() != ".onnx":
         raise HsrposeError(f"--out {out}: expected a file name ending in .onnx")
+    require_extra("onnx", "export", purpose="hsrpose import-onnx")
+    require_extra("onnxruntime", "export", purpose="hsrpose import-onnx")
+    check_output_file(out)
     if has_hsrpose_metadata(src):
         raise HsrposeError(f"{src}: already carries hsrpose metadata; use it as it is")
     meta = import_onnx(src, out, onnx_spec_from_args(args, always=True))

@@ -131,12 +131,13 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(base, extra + _data_paths(args) + overrides)
         if not cfg.data.train_ann:
             raise HsrposeError("no training data: pass --data-root DIR (COCO layout) or --ann FILE --images DIR")
-        if not cfg.pretrained:
-            print(NO_PRETRAINED_WARNING, file=sys.stderr)
 
-    # Before any work: a run directory that cannot be made, a device that is not there.
+    # Before any work: a run directory that cannot be made, a device that is not there
+    # (errors come before the warning below, so a failing command prints one line).
     check_output_dir(cfg.run_dir(), "--out" if args.out else "output_dir")
     check_device(cfg.device, "device")
+    if not args.resume and not cfg.pretrained:
+        print(NO_PRETRAINED_WARNING, file=sys.stderr)
     result = train(cfg, resume=args.resume)
     if result.best_ap >= 0:
         metric = main_metric(result.final_metrics)[0]  # AP, or PCKh for MPII
