@@ -256,3 +256,131 @@ def test_results_read_like_load_res(gt: dict[str, Any], gt_path: Path) -> None:
     ref = pycocotools_reference(gt_path, boxed)
     assert score_results(gt_path, boxed) == ref
     assert ref != pycocotools_reference(gt_path, results)  # the box area really was used
+
+
+# ------------------------------------------------------------------ the fast path (hotcoco reads the files)
+
+
+@pytest.fixture(autouse=True)
+def fast_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Every test starts with an empty ground-truth check cache of its own (never the user's); returns its dir."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HSRPOSE_CACHE_DIR", str(cache))
+    return cache
+
+
+def _forbid_python_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the full Python path fail loudly, to prove a call did not take it."""
+    import hsrpose.evaluation.cocoeval as ce
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the results file went through the Python reader")
+
+    monkeypatch.setattr(ce, "load_results", boom)
+    monkeypatch.setattr(ce, "load_gt", boom)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fast_path_equals_pycocotools(
+    case: str, gt: dict[str, Any], gt_path: Path, tmp_path: Path, fast_only: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both files read by hotcoco (first run: ground truth checked and cached; then cached): the ten
+    numbers are bit-identical to pycocotools' on every case of the parity matrix."""
+    results = make_results(gt, **CASES[case])
+    res_path = tmp_path / "results.json"
+    res_path.write_text(json.dumps(results))
+    ref = pycocotools_reference(gt_path, results)
+    assert score_results(gt_path, res_path) == ref  # first run: the ground truth is checked and cached
+    assert list(fast_only.glob("gtcheck-*.json"))
+    _forbid_python_results(monkeypatch)
+    assert score_results(gt_path, res_path) == ref  # hotcoco reads both files
+    if case == "all_at_once":  # a writer with another field order and a box per entry: same numbers
+        rng = np.random.default_rng(0)
+        other = [{"score": r["score"], "bbox": [float(v) for v in rng.uniform(10, 200, 4)], "keypoints": r["keypoints"],
+                  "category_id": 1, "image_id": r["image_id"]} for r in results]  # fmt: skip
+        res_path.write_text(json.dumps(other, indent=1))
+        assert score_results(gt_path, res_path) == pycocotools_reference(gt_path, other)
+
+
+def test_fast_path_custom_sigmas_and_integer_keypoints(gt: dict[str, Any], gt_path: Path, tmp_path: Path, fast_only: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    results = make_results(gt, noise=0.03, dup=0.3, extra=20, seed=12)
+    ints = [dict(r, keypoints=[int(round(v)) for v in r["keypoints"]]) for r in results]
+    res_path = tmp_path / "ints.json"
+    res_path.write_text(json.dumps(ints))
+    sigmas = np.linspace(0.03, 0.1, 17)
+    score_results(gt_path, res_path)  # caches the ground-truth check
+    _forbid_python_results(monkeypatch)
+    assert score_results(gt_path, res_path) == pycocotools_reference(gt_path, ints)
+    assert score_results(gt_path, res_path, sigmas=sigmas) == pycocotools_reference(gt_path, ints, sigmas=sigmas)
+
+
+_NAN = float("nan")
+BAD_FILES = {
+    "wrong_keypoint_count": lambda r: _bad(r, 7, keypoints=[1.0] * 50),
+    "one_keypoint_too_many": lambda r: _bad(r, 7, keypoints=[1.0] * 52),
+    "nan_keypoint": lambda r: _bad(r, 7, keypoints=[1.0] * 20 + [_NAN] + [1.0] * 30),
+    "infinite_keypoint": lambda r: _bad(r, 7, keypoints=[1.0] * 20 + [float("inf")] + [1.0] * 30),
+    "string_keypoint": lambda r: _bad(r, 7, keypoints=[1.0] * 10 + ["x"] + [1.0] * 40),
+    "no_keypoints": lambda r: _bad(r, 7, keypoints=_DROP),
+    "null_keypoints": lambda r: _bad(r, 7, keypoints=None),
+    "nan_score": lambda r: _bad(r, 7, score=_NAN),
+    "infinite_score": lambda r: _bad(r, 7, score=float("inf")),
+    "no_score": lambda r: _bad(r, 7, score=_DROP),
+    "unknown_image_id": lambda r: _bad(r, 7, image_id=987654321),
+    "string_image_id": lambda r: _bad(r, 7, image_id="12"),
+    "unknown_category": lambda r: _bad(r, 7, category_id=2),
+    "not_an_object": lambda r: r[:7] + [5] + r[8:],
+    "not_a_list": lambda r: {"results": r},
+}
+
+
+@pytest.mark.parametrize("case", [*BAD_FILES, "malformed_json"])
+def test_bad_results_file_same_one_line_error(
+    case: str, gt: dict[str, Any], gt_path: Path, tmp_path: Path, fast_only: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """With the ground-truth check cached (the fast path), a bad results file still gets the one-line
+    message of the full Python validator, the same as with ``--backend pycocotools``; nothing else
+    is printed (hotcoco's own warnings are silenced)."""
+    results = make_results(gt, noise=0.01, seed=2)
+    res_path = tmp_path / "bad.json"
+    if case == "malformed_json":
+        res_path.write_text(json.dumps(results)[:-300])
+    else:
+        res_path.write_text(json.dumps(BAD_FILES[case](results)))  # NaN and Infinity as Python writes them
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(results))
+    assert main(["score", "--gt", str(gt_path), "--results", str(good)]) == 0  # caches the ground-truth check
+    assert list(fast_only.glob("gtcheck-*.json"))
+    capfd.readouterr()
+    assert main(["score", "--gt", str(gt_path), "--results", str(res_path)]) == 1
+    fast = capfd.readouterr()
+    assert main(["score", "--gt", str(gt_path), "--results", str(res_path), "--backend", "pycocotools"]) == 1
+    reference = capfd.readouterr()
+    assert fast.out == "" and fast.err == reference.err
+    assert len(fast.err.strip().splitlines()) == 1 and str(res_path) in fast.err
+    if case not in ("not_a_list", "malformed_json"):
+        assert "entry 7" in fast.err
+
+
+def test_changed_ground_truth_is_checked_again(gt: dict[str, Any], tmp_path: Path, fast_only: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The cached verdict is keyed by the file: a ground truth rewritten with a bad record warns again."""
+    gt_file = tmp_path / "gt.json"
+    gt_file.write_text(json.dumps(gt))
+    results = make_results(gt, noise=0.02, seed=4)
+    res_path = tmp_path / "r.json"
+    res_path.write_text(json.dumps(results))
+    ref = pycocotools_reference(gt_file, results)
+    assert score_results(gt_file, res_path) == ref
+    bad = copy.deepcopy(gt)
+    victim = next(a for a in bad["annotations"] if a["num_keypoints"] > 0 and not a["iscrowd"])
+    victim["keypoints"] = victim["keypoints"][:50]
+    gt_file.write_text(json.dumps(bad))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        m = score_results(gt_file, res_path)
+    assert f"annotation id {victim['id']}" in caplog.text
+    cleaned = copy.deepcopy(bad)
+    cleaned["annotations"] = [a for a in cleaned["annotations"] if a["id"] != victim["id"]]
+    clean_file = tmp_path / "clean.json"
+    clean_file.write_text(json.dumps(cleaned))
+    assert m == pycocotools_reference(clean_file, results)

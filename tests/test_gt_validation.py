@@ -31,6 +31,12 @@ from test_cocoeval import ANN, make_results, pycocotools_reference
 Edit = Callable[[dict[str, Any]], None]
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An empty ground-truth check cache per test (``hsrpose score`` caches clean ground truth)."""
+    monkeypatch.setenv("HSRPOSE_CACHE_DIR", str(tmp_path / "cache"))
+
+
 def _set(**kw: Any) -> Edit:
     return lambda a: a.update(kw)
 

@@ -8,8 +8,11 @@ its ten numbers were bit-identical to pycocotools on every case of
 regions, images without ground truth, custom sigmas, empty results) and on random
 sets of up to 100,800 detections, tied scores included (``benchmarks/scorer_parity.py``),
 and it is the fastest (``benchmarks/eval_speed.py``, 100,800 detections, CPU seconds
-on a loaded machine: pycocotools 16.6, hotcoco alone 0.69, ``hsrpose score`` 2.24, most
-of it Python reading the 110 MB of JSON and checking every entry; faster-coco-eval 7.9).
+on a loaded machine: pycocotools 17.5, hotcoco alone 0.73, faster-coco-eval 8.7,
+``hsrpose score`` 1.05 once its ground-truth check is cached, 1.44 on the first run).
+With two paths, hotcoco reads both files itself (:mod:`hsrpose.evaluation.fast_score`:
+cheap checks, no Python object per result); whatever those checks do not pass takes the
+full path below (Python reads and checks every entry), which names the bad entry.
 faster-coco-eval, the previous default, gave the same numbers but is 11x slower than
 hotcoco; it is no longer used. Pass ``backend="pycocotools"``
 (``hsrpose score --backend pycocotools``) for the reference.
@@ -72,6 +75,11 @@ def load_gt(gt: GroundTruth, use_area: bool = True) -> dict[str, Any]:
     column, or the record index). ``use_area=False``: the scorer derives the area from the
     box (CrowdPose), so the ``area`` field is not required.
     """
+    return _load_gt_report(gt, use_area)[0]
+
+
+def _load_gt_report(gt: GroundTruth, use_area: bool = True) -> tuple[dict[str, Any], LoadReport]:
+    """:func:`load_gt` and its :class:`LoadReport` (the warning is logged here)."""
     if isinstance(gt, (str, os.PathLike)):
         p = Path(gt)
         data = read_json(p)
@@ -92,7 +100,7 @@ def load_gt(gt: GroundTruth, use_area: bool = True) -> dict[str, Any]:
     data, report = validate_gt(data, source, use_area=use_area)
     if report.num_skipped:
         log.warning("%s", report.summary())
-    return data
+    return data, report
 
 
 def validate_gt(
@@ -142,7 +150,12 @@ def _check_scored_fields(rec: Mapping[str, Any], ann_id: int, index: int, use_ar
 
 def _resolve_sigmas(gt: Mapping[str, Any], sigmas: Sequence[float] | np.ndarray | None) -> np.ndarray | None:
     """OKS sigmas to set on COCOeval.params, or None to keep the library's COCO-17 values."""
-    ks = set(keypoint_categories(gt).values())
+    return _sigmas_for_counts(keypoint_categories(gt), sigmas)
+
+
+def _sigmas_for_counts(counts: Mapping[int, int], sigmas: Sequence[float] | np.ndarray | None) -> np.ndarray | None:
+    """:func:`_resolve_sigmas` from the keypoint counts ``{category id: K}`` of the ground truth."""
+    ks = set(counts.values())
     if len(ks) != 1:
         raise DataError(f"ground truth: keypoint categories have different keypoint counts {sorted(ks)}")
     k = ks.pop()
@@ -185,7 +198,13 @@ def score_results(
     """
     if backend not in BACKENDS:
         raise HsrposeError(f"unknown scoring backend {backend!r}; choose one of {list(BACKENDS)}")
-    dataset = load_gt(gt)
+    if backend == "hotcoco" and validate and isinstance(gt, (str, os.PathLike)) and isinstance(results, (str, os.PathLike)):
+        metrics, loaded = _score_hotcoco_files(gt, results, sigmas)
+        if metrics is not None:
+            return metrics
+        dataset = loaded if loaded is not None else load_gt(gt)  # the full checks, for the precise message
+    else:
+        dataset = load_gt(gt)
     kpt_sigmas = _resolve_sigmas(dataset, sigmas)
     if isinstance(results, (str, os.PathLike)):
         source = str(results)
@@ -223,6 +242,41 @@ def score_results(
     return {name: float(v) for name, v in zip(METRIC_NAMES, stats)}
 
 
+def _score_hotcoco_files(
+    gt: str | os.PathLike[str], results: str | os.PathLike[str], sigmas: Sequence[float] | np.ndarray | None
+) -> tuple[dict[str, float] | None, dict[str, Any] | None]:
+    """``(metrics, None)`` from hotcoco reading both files itself (:mod:`hsrpose.evaluation.fast_score`),
+    or ``(None, dataset or None)`` when a cheap check is not passed: the caller then takes the
+    full path (``dataset``: the ground truth already loaded and validated here, None: not loaded).
+
+    The ground truth is validated with the full rules once; while the file is unchanged and was
+    clean, hotcoco reads it directly. Same numbers as :func:`_score_hotcoco` (same library, same data).
+    """
+    import hotcoco
+
+    from hsrpose.evaluation import fast_score
+
+    counts = fast_score.cached_gt_check(gt)
+    dataset: dict[str, Any] | None = None
+    if counts is None:
+        dataset, report = _load_gt_report(gt)
+        counts = keypoint_categories(dataset)
+        if report.num_skipped or len(counts) != len(dataset["categories"]):
+            return None, dataset  # bad records (warned above) or categories without keypoints
+        fast_score.store_gt_check(gt, counts)
+    kpt_sigmas = _sigmas_for_counts(counts, sigmas)
+    scan = fast_score.LayoutScan(results)  # reads the results file in a thread while hotcoco does too
+    try:
+        coco_gt = hotcoco.COCO(dataset if dataset is not None else str(gt))
+    except Exception:  # hotcoco refused a file our checks passed: the full path decides
+        scan.join()
+        return None, dataset
+    coco_dt = fast_score.load_results_hotcoco(coco_gt, scan, next(iter(counts.values())))
+    if coco_dt is None:
+        return None, dataset
+    return _evaluate_hotcoco(coco_gt, coco_dt, kpt_sigmas), None
+
+
 def _score_hotcoco(dataset: dict[str, Any], entries: list[dict[str, Any]], kpt_sigmas: np.ndarray | None) -> dict[str, float]:
     """The ten numbers from hotcoco's COCOeval (pycocotools' API in Rust; ``summary_lines``
     fills ``stats`` without printing, the Rust side writes nothing to stdout)."""
@@ -230,6 +284,13 @@ def _score_hotcoco(dataset: dict[str, Any], entries: list[dict[str, Any]], kpt_s
 
     coco_gt = hotcoco.COCO(dataset)
     coco_dt = coco_gt.loadRes(entries)  # an empty list gives an empty result set (scores 0)
+    return _evaluate_hotcoco(coco_gt, coco_dt, kpt_sigmas)
+
+
+def _evaluate_hotcoco(coco_gt: Any, coco_dt: Any, kpt_sigmas: np.ndarray | None) -> dict[str, float]:
+    """The ten numbers of hotcoco's COCOeval over two hotcoco COCO objects."""
+    import hotcoco
+
     ev = hotcoco.COCOeval(coco_gt, coco_dt, "keypoints")
     if kpt_sigmas is not None:
         ev.params.kpt_oks_sigmas = [float(v) for v in kpt_sigmas]
