@@ -61,6 +61,20 @@ def write_coco_subset(coco_mini: Path, out: Path, num_images: int, missing_image
     return out
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_cache(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Caches (annotation loads, ground-truth checks) go to a fresh folder of this run, never to
+    ``~/.cache``: a test run neither reads what an earlier run left nor leaves anything behind.
+    Set in the environment so the CLI subprocesses of the tests inherit it."""
+    old = os.environ.get("HSRPOSE_CACHE_DIR")
+    os.environ["HSRPOSE_CACHE_DIR"] = str(tmp_path_factory.mktemp("hsrpose-cache"))
+    yield
+    if old is None:
+        os.environ.pop("HSRPOSE_CACHE_DIR", None)
+    else:
+        os.environ["HSRPOSE_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():  # type: ignore[no-untyped-def]
     """Tiny tensors: one thread is faster than paying OpenMP's synchronisation on a small, shared CPU."""
