@@ -64,7 +64,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=6)
     args = ap.parse_args()
 
-    from hsrpose.config import apply_overrides
+    from hsrpose.overrides import apply_overrides
     from hsrpose.data.datasets import main_metric
     from hsrpose.engine.config import TrainConfig
     from hsrpose.engine.train import train

@@ -46,7 +46,7 @@ def main() -> int:
     ap.add_argument("overrides", nargs="*", help="extra TrainConfig key=value overrides")
     args = ap.parse_args()
 
-    from hsrpose.config import apply_overrides
+    from hsrpose.overrides import apply_overrides
     from hsrpose.engine.config import TrainConfig
     from hsrpose.engine.train import train
 

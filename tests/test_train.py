@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hsrpose.cli import main as cli_main
-from hsrpose.config import ConfigError, apply_overrides
+from hsrpose.overrides import ConfigError, apply_overrides
 from hsrpose.engine.checkpoint import load_checkpoint
 from hsrpose.engine.config import TrainConfig
 from hsrpose.engine.logging import read_metrics
