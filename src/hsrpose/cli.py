@@ -80,8 +80,8 @@ def _quiet_broken_pipe() -> int:
 def _user_message(e: BaseException) -> str | None:
     """The one-line message for an exception that is the user's or the machine's problem,
     or None for a bug (shown with its traceback)."""
-    from hsrpose.overrides import ConfigError
     from hsrpose.errors import HsrposeError
+    from hsrpose.overrides import ConfigError
 
     if isinstance(e, (HsrposeError, ConfigError)):
         return str(e)

@@ -161,7 +161,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hsrpose.codec import HeatmapCodec
-    from hsrpose.overrides import config_to_dict
     from hsrpose.data.coco import load_coco
     from hsrpose.data.dataset import TopDownDataset
     from hsrpose.data.synthetic import ANNOTATION_FILE, IMAGE_DIR, SynthConfig, generate_dataset
@@ -174,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
     from hsrpose.inference.pipeline import PoseEstimator
     from hsrpose.models import get_preset
     from hsrpose.models.weights import load_pose_model
+    from hsrpose.overrides import config_to_dict
     from hsrpose.utils.argtypes import check_device
     from hsrpose.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
