@@ -20,9 +20,10 @@ import time
 from hsrpose.codec import HeatmapCodec
 from hsrpose.data.coco import load_coco
 from hsrpose.data.config import AugmentConfig
-from hsrpose.data.dataset import TopDownDataset, build_loader, set_loader_epoch
+from hsrpose.data.dataset import TopDownDataset
 from hsrpose.data.geometry import warp_crop
 from hsrpose.data.imageio import read_image_bgr
+from hsrpose.data.loader import build_loader, set_loader_epoch
 from hsrpose.data.transforms import crop_matrix, keypoints_to_crop, to_input_array
 
 

@@ -67,7 +67,8 @@ def train_briefly(coco_mini: Path, steps: int, seed: int = 0) -> Any:
 
     from hsrpose.codec import HeatmapCodec
     from hsrpose.data.coco import load_coco
-    from hsrpose.data.dataset import TopDownDataset, build_loader
+    from hsrpose.data.dataset import TopDownDataset
+    from hsrpose.data.loader import build_loader
     from hsrpose.models import create_model, get_preset
 
     torch.manual_seed(seed)

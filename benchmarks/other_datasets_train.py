@@ -64,10 +64,10 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=6)
     args = ap.parse_args()
 
-    from hsrpose.config import apply_overrides
     from hsrpose.data.datasets import main_metric
     from hsrpose.engine.config import TrainConfig
     from hsrpose.engine.train import train
+    from hsrpose.overrides import apply_overrides
 
     root = find_coco_mini()
     if root is None:

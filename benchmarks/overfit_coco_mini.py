@@ -46,9 +46,9 @@ def main() -> int:
     ap.add_argument("overrides", nargs="*", help="extra TrainConfig key=value overrides")
     args = ap.parse_args()
 
-    from hsrpose.config import apply_overrides
     from hsrpose.engine.config import TrainConfig
     from hsrpose.engine.train import train
+    from hsrpose.overrides import apply_overrides
 
     root = find_coco_mini()
     ann = root / "annotations" / "person_keypoints_train2017.json"

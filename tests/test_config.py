@@ -8,7 +8,7 @@ from typing import Literal, Optional
 
 import pytest
 
-from hsrpose.config import (
+from hsrpose.overrides import (
     ConfigError, apply_overrides, bounded, config_to_dict, flat_keys, load_config, save_config, validate_ranges,
 )
 
@@ -129,7 +129,7 @@ def test_in_range_overrides_and_unset_optional_pass() -> None:
 
 def test_every_shipped_default_is_in_range() -> None:
     from hsrpose.engine.config import TrainConfig
-    from hsrpose.engine.evaluate import EvalConfig
+    from hsrpose.engine.eval_config import EvalConfig
 
     validate_ranges(TrainConfig())
     validate_ranges(EvalConfig())

@@ -17,10 +17,11 @@ from PIL import Image
 from hsrpose.codec import HeatmapCodec
 from hsrpose.data.coco import Instance, load_coco
 from hsrpose.data.config import AugmentConfig
-from hsrpose.data.dataset import TopDownDataset, build_loader, set_loader_epoch
+from hsrpose.data.dataset import TopDownDataset
 from hsrpose.data.geometry import apply_affine
 from hsrpose.data.imageio import ImageReadError, read_image_bgr
 from hsrpose.data.keypoints import COCO_KEYPOINTS
+from hsrpose.data.loader import build_loader, set_loader_epoch
 from hsrpose.data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_input_array, to_input_tensor
 
 SMALL_HW = (128, 96)

@@ -20,13 +20,12 @@ import torch
 from hsrpose.codec import HeatmapCodec
 from hsrpose.data.coco import load_coco_instances
 from hsrpose.data.config import AugmentConfig
-from hsrpose.data.dataset import TopDownDataset, set_loader_epoch
+from hsrpose.data.dataset import TopDownDataset
 from hsrpose.data.geometry import box_to_center_size, crop_affine, warp_crop
 from hsrpose.data.gpu import (
     GpuBatchBuilder,
     GpuSampleDataset,
     affine_to_theta,
-    build_gpu_loader,
     collate_gpu_samples,
     gaussian_targets,
     gpu_decode_available,
@@ -35,6 +34,7 @@ from hsrpose.data.gpu import (
 )
 from hsrpose.data.imageio import read_image_bgr
 from hsrpose.data.keypoints import COCO_KEYPOINTS
+from hsrpose.data.loader import build_loader, set_loader_epoch
 from hsrpose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 INPUT_HW = (256, 192)
@@ -215,11 +215,11 @@ def test_bad_records_are_invalid_not_fatal(datasets: tuple, tmp_path: Path) -> N
 
 
 def test_loader_batches_follow_seed_and_epoch(datasets: tuple) -> None:
-    """build_gpu_loader: same seed and epoch -> same samples and draws; another epoch -> other draws."""
+    """build_loader on the GPU data path: same seed and epoch -> same samples and draws; another epoch -> other draws."""
     cpu, _ = datasets
 
     def first_batch(epoch: int) -> dict:
-        loader = build_gpu_loader(GpuSampleDataset(cpu), batch_size=4, num_workers=0, seed=3)
+        loader = build_loader(GpuSampleDataset(cpu), batch_size=4, num_workers=0, seed=3, collate_fn=collate_gpu_samples)
         set_loader_epoch(loader, epoch)
         return next(iter(loader))
 

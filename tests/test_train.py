@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from hsrpose.cli import main as cli_main
-from hsrpose.config import ConfigError, apply_overrides
 from hsrpose.engine.checkpoint import load_checkpoint
 from hsrpose.engine.config import TrainConfig
 from hsrpose.engine.logging import read_metrics
 from hsrpose.engine.train import NonFiniteLossError, joints_mse_loss, train
+from hsrpose.overrides import ConfigError, apply_overrides
 from conftest import write_coco_subset
 
 

@@ -10,7 +10,7 @@ Exit codes, the same for every verb:
 - 1: a user error: bad input, bad path, bad setting, missing optional package. One
   line on stderr, ``hsrpose VERB: error: ...``, naming the file, option or key; no
   traceback. Verbs raise :class:`hsrpose.errors.HsrposeError` (or a subclass) or
-  :class:`hsrpose.config.ConfigError` for these;
+  :class:`hsrpose.overrides.ConfigError` for these;
 - 2: a command-line usage error (unknown verb or option, a value of the wrong type or
   range), printed by argparse;
 - 70 (``EX_SOFTWARE``): any other exception. That is a bug in hsrpose: the traceback
@@ -80,8 +80,8 @@ def _quiet_broken_pipe() -> int:
 def _user_message(e: BaseException) -> str | None:
     """The one-line message for an exception that is the user's or the machine's problem,
     or None for a bug (shown with its traceback)."""
-    from hsrpose.config import ConfigError
     from hsrpose.errors import HsrposeError
+    from hsrpose.overrides import ConfigError
 
     if isinstance(e, (HsrposeError, ConfigError)):
         return str(e)

@@ -161,18 +161,19 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hsrpose.codec import HeatmapCodec
-    from hsrpose.config import config_to_dict
     from hsrpose.data.coco import load_coco
     from hsrpose.data.dataset import TopDownDataset
     from hsrpose.data.synthetic import ANNOTATION_FILE, IMAGE_DIR, SynthConfig, generate_dataset
     from hsrpose.engine.config import TrainConfig
-    from hsrpose.engine.evaluate import EvalConfig, evaluate
+    from hsrpose.engine.eval_config import EvalConfig
+    from hsrpose.engine.evaluate import evaluate
     from hsrpose.engine.train import train
     from hsrpose.evaluation.cocoeval import METRIC_NAMES
     from hsrpose.inference.detectors import CocoResultsDetector
     from hsrpose.inference.pipeline import PoseEstimator
     from hsrpose.models import get_preset
     from hsrpose.models.weights import load_pose_model
+    from hsrpose.overrides import config_to_dict
     from hsrpose.utils.argtypes import check_device
     from hsrpose.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 

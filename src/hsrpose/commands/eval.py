@@ -119,13 +119,14 @@ def load_model_for_preset(
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from hsrpose.config import apply_overrides
     from hsrpose.data.dataset import TopDownDataset
     from hsrpose.data.datasets import SCORING_NOTES, format_dataset_metrics, ground_truth, load_dataset
     from hsrpose.decode_settings import decode_overrides, resolve_decode
-    from hsrpose.engine.evaluate import EvalConfig, evaluate
+    from hsrpose.engine.eval_config import EvalConfig
+    from hsrpose.engine.evaluate import evaluate
     from hsrpose.evaluation.cocoeval import format_metrics
     from hsrpose.evaluation.pckh import format_pckh
+    from hsrpose.overrides import apply_overrides
     from hsrpose.utils.argtypes import check_device
     from hsrpose.utils.io import atomic_write_json
     from hsrpose.utils.paths import check_output_file

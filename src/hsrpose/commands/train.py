@@ -76,7 +76,7 @@ def _data_paths(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hsrpose.config import apply_overrides, config_from_dict, config_to_dict, flat_keys, load_config
+    from hsrpose.overrides import apply_overrides, config_from_dict, config_to_dict, flat_keys, load_config
     from hsrpose.engine.checkpoint import LAST_NAME, load_checkpoint
     from hsrpose.engine.config import TrainConfig
     from hsrpose.data.datasets import main_metric

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from hsrpose.config import bounded
+from hsrpose.overrides import bounded
 
 __all__ = ["AugmentConfig", "DataConfig", "COCO_UPPER_BODY_IDS"]
 

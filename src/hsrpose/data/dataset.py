@@ -1,10 +1,10 @@
-"""Top-down dataset (image -> augmented crop + heatmap targets) and a deterministic DataLoader.
+"""Top-down dataset (image -> augmented crop + heatmap targets); its loader is ``data/loader.py``.
 
 Determinism: every sample draws its augmentation from its own generator
 ``numpy.random.default_rng([seed, epoch, index])``, so a sample depends only on
 (seed, epoch, index): not on the number of workers, the batch it lands in or the
-DDP rank. The order comes from a :class:`~torch.utils.data.DistributedSampler`
-(also with one process) seeded by ``seed`` and advanced by :func:`set_loader_epoch`.
+DDP rank. The order comes from :class:`hsrpose.data.loader.EpochSampler` (also with one
+process) seeded by ``seed`` and advanced by :func:`hsrpose.data.loader.set_loader_epoch`.
 
 Bad records never stop an epoch: a sample whose image cannot be used (missing,
 truncated, undecodable, wrong size) or whose crop is degenerate comes back with
@@ -16,14 +16,13 @@ loop counts ``(~batch["valid"]).sum()`` per epoch.
 from __future__ import annotations
 
 import logging
-import random
 from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import Dataset
 
 from hsrpose.codec import HeatmapCodec
 from hsrpose.data.coco import Instance
@@ -34,7 +33,7 @@ from hsrpose.data.imageio import ImageReadError, read_image_bgr
 from hsrpose.data.keypoints import COCO_KEYPOINTS, KeypointInfo
 from hsrpose.data.transforms import CropParams, crop_matrix, keypoints_to_crop, sample_crop_params, to_input_array
 
-__all__ = ["TopDownDataset", "build_loader", "set_loader_epoch", "seed_worker", "EpochSampler"]
+__all__ = ["TopDownDataset"]
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ class TopDownDataset(Dataset):
         return sample_crop_params(center, size_wh, inst.keypoints, self.augment, self.aspect_wh, self.rng(index))
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        # ``(epoch, index)`` comes from build_loader's sampler: the epoch travels with the
+        # ``(epoch, index)`` comes from data/loader.py's EpochSampler: the epoch travels with the
         # index, so persistent workers (holding an old copy of the dataset) draw correctly.
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         if epoch != self.epoch:
@@ -175,98 +174,3 @@ class TopDownDataset(Dataset):
             "valid": False,
             "error": error,
         }
-
-
-def seed_worker(worker_id: int) -> None:
-    """``worker_init_fn``: seed Python's and numpy's global RNGs from the worker's torch seed.
-
-    The dataset's own draws do not use global RNGs; this keeps any library code that does
-    (OpenCV does not) reproducible as well.
-    """
-    s = torch.initial_seed() % 2**32
-    np.random.seed(s)
-    random.seed(s)
-
-
-def build_loader(
-    dataset: TopDownDataset,
-    batch_size: int,
-    shuffle: bool,
-    num_workers: int = 0,
-    seed: int = 0,
-    distributed: bool = False,
-    drop_last: bool | None = None,
-    pin_memory: bool = False,
-    persistent_workers: bool = False,
-) -> DataLoader:
-    """A DataLoader whose batches depend only on ``seed`` and the epoch.
-
-    Args:
-        dataset: the dataset; its ``seed`` is set to ``seed``.
-        batch_size: per-process batch size.
-        shuffle: shuffle the order (per epoch, seeded).
-        num_workers: worker processes (results are identical for any number).
-        seed: seeds the order and the augmentation.
-        distributed: shard with ``DistributedSampler`` over the initialised process group
-            (each rank sees ``ceil(N / world)`` samples; the last ones repeat to even out,
-            use ``index`` to de-duplicate in evaluation).
-        drop_last: drop the last incomplete batch; default ``shuffle`` (training).
-        pin_memory: pin batches (with CUDA).
-        persistent_workers: keep workers alive between epochs (the epoch reaches them with
-            each index, see :class:`EpochSampler`).
-
-    Call :func:`set_loader_epoch` before each epoch.
-    """
-    dataset.seed = int(seed)
-    if distributed:
-        import torch.distributed as dist
-
-        if not dist.is_available() or not dist.is_initialized():
-            raise RuntimeError("build_loader(distributed=True) needs an initialised torch.distributed process group")
-        base = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=False)
-    else:
-        # One "replica": the same seeded, epoch-aware permutation as the distributed case.
-        base = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=seed, drop_last=False)
-    sampler = EpochSampler(base)
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        worker_init_fn=seed_worker,
-        generator=generator,
-        drop_last=shuffle if drop_last is None else drop_last,
-        pin_memory=pin_memory,
-        persistent_workers=persistent_workers and num_workers > 0,
-    )
-
-
-def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
-    """Advance the loader's sampler and dataset to ``epoch`` (new order and new augmentation draws)."""
-    sampler = loader.sampler
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
-    ds = loader.dataset
-    if hasattr(ds, "set_epoch"):
-        ds.set_epoch(epoch)
-
-
-class EpochSampler(Sampler):
-    """Wraps a sampler with ``set_epoch`` (DistributedSampler) and yields ``(epoch, index)``."""
-
-    def __init__(self, base: DistributedSampler) -> None:
-        self.base = base
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        self.base.set_epoch(epoch)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        epoch = self.epoch
-        return ((epoch, int(i)) for i in self.base)
-
-    def __len__(self) -> int:
-        return len(self.base)

@@ -40,10 +40,10 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from hsrpose.codec import HeatmapCodec
-from hsrpose.data.dataset import EpochSampler, TopDownDataset, seed_worker
+from hsrpose.data.dataset import TopDownDataset
 from hsrpose.data.geometry import invert_affine
 from hsrpose.data.imageio import ImageReadError, imdecode_flags, read_image_bgr, read_image_bytes
 from hsrpose.data.transforms import IMAGENET_MEAN, IMAGENET_STD, CropParams, crop_matrix
@@ -58,7 +58,6 @@ __all__ = [
     "decode_jpegs",
     "GpuSampleDataset",
     "collate_gpu_samples",
-    "build_gpu_loader",
     "GpuBatch",
     "GpuBatchBuilder",
 ]
@@ -408,33 +407,6 @@ def collate_gpu_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             out[key] = torch.tensor(values)
     return out
-
-
-def build_gpu_loader(
-    dataset: GpuSampleDataset,
-    batch_size: int,
-    num_workers: int = 0,
-    seed: int = 0,
-    distributed: bool = False,
-    pin_memory: bool = False,
-    persistent_workers: bool = False,
-) -> DataLoader:
-    """Training loader of :class:`GpuSampleDataset`: ``build_loader``'s seeded, epoch-aware
-    order (same :class:`EpochSampler`), shuffled, dropping the last incomplete batch, with
-    :func:`collate_gpu_samples`. Call ``set_loader_epoch(loader, epoch)`` before each epoch.
-    """
-    dataset.seed = int(seed)
-    if distributed:
-        base = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=False)
-    else:
-        base = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed, drop_last=False)
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
-    return DataLoader(
-        dataset, batch_size=batch_size, sampler=EpochSampler(base), num_workers=num_workers,
-        worker_init_fn=seed_worker, generator=generator, drop_last=True, pin_memory=pin_memory,
-        persistent_workers=persistent_workers and num_workers > 0, collate_fn=collate_gpu_samples,
-    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- device side

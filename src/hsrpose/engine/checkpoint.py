@@ -25,13 +25,16 @@ from __future__ import annotations
 import os
 import random
 import signal
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from hsrpose import __version__
 from hsrpose.errors import CheckpointError, HsrposeError
+from hsrpose.overrides import config_to_dict
 from hsrpose.utils.io import atomic_save
 
 __all__ = [
@@ -45,6 +48,10 @@ __all__ = [
     "refuse_existing_run",
     "remove_stale_temp_files",
     "unwrap_model",
+    "cpu_state_dict",
+    "make_checkpoint",
+    "ResumePoint",
+    "restore_training_state",
 ]
 
 CHECKPOINT_FORMAT = "hsrpose-checkpoint"
@@ -156,3 +163,93 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+# ----------------------------------------------------------------------------- the training checkpoint dict
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the unwrapped model's state dict (what ``model`` holds in a checkpoint)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in unwrap_model(model).state_dict().items()}
+
+
+def make_checkpoint(
+    *,
+    cfg: Any,
+    meta: dict[str, Any],
+    model_state: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    ema: torch.nn.Module | None,
+    epoch: int,
+    epoch_step: int,
+    step: int,
+    epoch_stats: dict[str, Any],
+    rng: list[dict[str, Any]],
+    best_ap: float,
+    best_epoch: int,
+) -> dict[str, Any]:
+    """The checkpoint dict of the layout above; ``cfg`` is the run's TrainConfig, ``meta`` the model description."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "hsrpose_version": __version__,
+        **meta,
+        "model": model_state,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "ema": ema.state_dict() if ema is not None else None,
+        "epoch": epoch,
+        "epoch_step": epoch_step,
+        "step": step,
+        "epoch_stats": dict(epoch_stats),
+        "rng": rng,
+        "config": config_to_dict(cfg),
+        "best_ap": best_ap,
+        "best_epoch": best_epoch,
+    }
+
+
+@dataclass
+class ResumePoint:
+    """Where a run continues: counters, best result so far and the current epoch's running sums."""
+
+    epoch: int = 0  # epochs fully done
+    epoch_step: int = 0  # steps done inside ``epoch``
+    step: int = 0
+    best_ap: float = -1.0
+    best_epoch: int = 0
+    epoch_stats: dict[str, float] = field(default_factory=lambda: {"loss_sum": 0.0, "samples": 0.0, "bad": 0.0})
+
+
+def restore_training_state(
+    ckpt: dict[str, Any],
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    ema: torch.nn.Module | None,
+    world: int,
+    rank: int,
+) -> ResumePoint:
+    """Load every state of ``ckpt`` into the training objects, restore this rank's RNGs, return the counters."""
+    unwrap_model(model).load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt.get("scaler") and scaler.is_enabled():
+        scaler.load_state_dict(ckpt["scaler"])
+    if ema is not None and ckpt.get("ema") is not None:
+        ema.load_state_dict(ckpt["ema"])
+    point = ResumePoint(int(ckpt["epoch"]), int(ckpt.get("epoch_step", 0)), int(ckpt["step"]),
+                        float(ckpt.get("best_ap", -1.0)), int(ckpt.get("best_epoch", 0)))  # fmt: skip
+    saved_stats = dict(ckpt.get("epoch_stats") or {})
+    per_rank_bad = saved_stats.pop("bad_per_rank", None)
+    point.epoch_stats.update(saved_stats)
+    if per_rank_bad is not None and len(per_rank_bad) == world:
+        point.epoch_stats["bad"] = float(per_rank_bad[rank])  # bad-sample counts are per rank
+    rngs = ckpt.get("rng") or []
+    if rngs:
+        restore_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
+    return point

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import yaml
 
-from hsrpose.config import ConfigError, bounded
 from hsrpose.data.config import AugmentConfig, DataConfig
-from hsrpose.engine.evaluate import EvalConfig
+from hsrpose.engine.eval_config import EvalConfig
+from hsrpose.overrides import ConfigError, bounded
 
 __all__ = ["OptimConfig", "TrainConfig", "parse_model_kwargs"]
 

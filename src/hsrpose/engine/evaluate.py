@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from hsrpose.config import bounded
 from hsrpose.data.keypoints import KeypointInfo
-from hsrpose.evaluation.cocoeval import DEFAULT_BACKEND, GroundTruth, score_results
+from hsrpose.engine.eval_config import EvalConfig
+from hsrpose.evaluation.cocoeval import GroundTruth, score_results
 from hsrpose.evaluation.nms import batched_oks_nms, soft_oks_nms
 from hsrpose.evaluation.rescoring import rescore
 from hsrpose.inference.topdown import heatmaps_to_image, predict_heatmaps
@@ -36,48 +36,6 @@ from hsrpose.inference.topdown import heatmaps_to_image, predict_heatmaps
 __all__ = ["EvalConfig", "Predictions", "predict", "postprocess", "finalize", "evaluate", "make_loader"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalConfig:
-    """Settings of the evaluation protocol; the defaults are the published ones.
-
-    Attributes:
-        flip_test: average with the heatmaps of the mirrored crop.
-        shift_heatmap: shift the flipped-back heatmaps one pixel right (the reference does).
-        det_score_thr: keep detector boxes with score >= this (0.0 as in the HRNet YAML;
-            used where the dataset is built, e.g. ``hsrpose eval``).
-        use_gt_boxes: crops from ground-truth boxes instead of a detection file (label only here;
-            the dataset decides the boxes).
-        in_vis_thr: keypoint scores above this count in the rescoring mean (0.2).
-        oks_nms_thr: OKS-NMS threshold (0.9).
-        soft_nms: soft-OKS-NMS instead of greedy OKS-NMS.
-        batch_size, num_workers: of the loader built when a dataset is passed.
-        amp: float16 autocast on CUDA (not the published setting; off by default).
-        backend: COCO scoring backend, "hotcoco" (default) or "pycocotools" (the reference).
-        category_id: COCO category of the results (1 = person).
-        progress: show a tqdm bar.
-        oks_sigmas: OKS sigmas of a custom keypoint set for ``hsrpose eval`` (None = the
-            annotation category's ``sigmas``, else COCO's for COCO person, else the weights').
-        flip_pairs: 0-based left/right pairs of a custom keypoint set for ``hsrpose eval``
-            (None = the weights' / the category's ``flip_pairs``).
-    """
-
-    flip_test: bool = True
-    shift_heatmap: bool = True
-    det_score_thr: float = 0.0
-    use_gt_boxes: bool = False
-    in_vis_thr: float = bounded(0.2, ge=0, le=1)
-    oks_nms_thr: float = bounded(0.9, ge=0, le=1)
-    soft_nms: bool = False
-    batch_size: int = bounded(64, ge=1)
-    num_workers: int = bounded(2, ge=0)
-    amp: bool = False
-    backend: str = DEFAULT_BACKEND
-    category_id: int = 1
-    progress: bool = False
-    oks_sigmas: list[float] | None = None
-    flip_pairs: list[list[int]] | None = None
 
 
 @dataclass
@@ -141,16 +99,10 @@ class Predictions:
 
 
 def make_loader(dataset: Dataset, cfg: EvalConfig, device: torch.device) -> DataLoader:
-    """In-order loader over an evaluation dataset."""
-    return DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        shuffle=False,
-        num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        drop_last=False,
-    )
+    """In-order loader over an evaluation dataset (data/loader.py's builder, ``seed=None``)."""
+    from hsrpose.data.loader import build_loader
+
+    return build_loader(dataset, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, seed=None, pin_memory=device.type == "cuda")
 
 
 def _model_device(model: Any) -> torch.device:
@@ -311,7 +263,7 @@ def evaluate(
         distributed: shard ``data`` (a Dataset) over the ``torch.distributed`` ranks and gather
             the predictions (default: when a process group of more than one rank is up).
             Rank 0 returns the results; every rank returns the metrics. A loader you pass is
-            used as is: its batches are this rank's share (e.g. ``build_loader(distributed=True)``),
+            used as is: its batches are this rank's share (e.g. ``data.loader.build_loader(distributed=True)``),
             the predictions are gathered and repeats dropped by dataset ``index``.
     """
     from hsrpose.engine import distributed as du

@@ -3,10 +3,12 @@
 Read :func:`train` top to bottom: set up the process group, the run directory,
 data, model, optimizer; optionally restore a checkpoint; then loop over epochs
 and steps; validate; write ``last.pth`` / ``best.pth``. There are no hooks or
-callbacks on purpose (torchvision references / nanoGPT style).
+callbacks on purpose (torchvision references / nanoGPT style). The pieces it calls
+live one job per module: ``train_data`` (datasets, batches, validation), ``step``
+(one optimizer step), ``losses``, ``checkpoint`` (the checkpoint dict, save/restore).
 
 Reproducibility: the data order is a function of ``(seed, epoch)`` (the
-sampler), every sample's augmentation a function of ``(seed, epoch, index)``
+sampler, data/loader.py), every sample's augmentation a function of ``(seed, epoch, index)``
 (TopDownDataset draws from its own per-sample generator), and the checkpoint
 holds every RNG state, so a run resumed from ``last.pth`` -- at an epoch end or, with ``checkpoint_interval``,
 in the middle of an epoch -- takes exactly the steps an uninterrupted run takes
@@ -26,37 +28,38 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from hsrpose import __version__
-from hsrpose.config import config_to_dict, save_config, validate_ranges
-from hsrpose.decode_settings import DecodeSettings
 from hsrpose.data.datasets import main_metric
+from hsrpose.decode_settings import DecodeSettings
 from hsrpose.engine import distributed as du
 from hsrpose.engine.checkpoint import (
     BEST_NAME,
-    CHECKPOINT_FORMAT,
     LAST_NAME,
+    ResumePoint,
     capture_rng_state,
+    cpu_state_dict,
     load_checkpoint,
+    make_checkpoint,
     refuse_existing_run,
     remove_stale_temp_files,
-    restore_rng_state,
+    restore_training_state,
     save_checkpoint,
-    unwrap_model,
 )
 from hsrpose.engine.config import TrainConfig, parse_model_kwargs
 from hsrpose.engine.logging import MetricsLogger, plot_curves, read_metrics
+from hsrpose.engine.losses import joints_mse_loss
 from hsrpose.engine.step import SpeedOptions, TrainStep, apply_backend_options, build_optimizer, compile_model
+from hsrpose.engine.train_data import TrainBatches, build_data, validate
 from hsrpose.errors import HsrposeError
+from hsrpose.overrides import save_config, validate_ranges
 
-__all__ = ["TrainConfig", "TrainResult", "NonFiniteLossError", "joints_mse_loss", "train", "ResumableSampler"]
+# joints_mse_loss is re-exported: ``from hsrpose.engine.train import joints_mse_loss`` predates engine/losses.py.
+__all__ = ["TrainConfig", "TrainResult", "NonFiniteLossError", "joints_mse_loss", "train"]
 
 KILL_AT_STEP_ENV = "HSRPOSE_TEST_KILL_AT_STEP"
 
@@ -78,53 +81,6 @@ class TrainResult:
     last_checkpoint: Path
     best_checkpoint: Path | None
     history: list[dict[str, Any]] = field(default_factory=list)  # records of metrics.jsonl (epoch + val)
-
-
-# ----------------------------------------------------------------------------- loss
-
-
-def joints_mse_loss(pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
-    """SimpleBaseline's JointsMSELoss: ``0.5 * mean_k MSE(pred_k * w_k, target_k * w_k)``.
-
-    Args:
-        pred, target: heatmaps ``(B, K, h, w)``.
-        target_weight: ``(B, K)`` (0 for unlabelled joints), or ``(B, K, 1)``.
-    The per-joint MSE averages over batch and pixels, so the whole thing is the mean over
-    ``(B, K, h, w)`` of the weighted squared error, times 0.5.
-    """
-    w = target_weight.reshape(target_weight.shape[0], target_weight.shape[1], 1, 1).to(pred.dtype)
-    return 0.5 * F.mse_loss(pred * w, target.to(pred.dtype) * w)
-
-
-# ----------------------------------------------------------------------------- data order
-
-
-class ResumableSampler(DistributedSampler):
-    """DistributedSampler (shuffle by ``seed + epoch``) that can start ``skip`` samples into the epoch.
-
-    Yields ``(epoch, index)`` as TopDownDataset expects (the epoch selects the augmentation
-    draws even in a worker holding an old copy of the dataset). With one process it is a
-    seeded shuffle, the same permutation as ``build_loader``'s. ``set_skip`` applies to the
-    epoch a resumed run re-enters; ``set_epoch`` clears it.
-    """
-
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, shuffle: bool = True) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
-        self.skip = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(epoch)
-        self.skip = 0
-
-    def set_skip(self, skip: int) -> None:
-        self.skip = skip
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
-        epoch = self.epoch
-        return iter([(epoch, int(i)) for i in list(super().__iter__())[self.skip :]])
-
-    def __len__(self) -> int:
-        return self.num_samples - self.skip
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -157,102 +113,6 @@ def _params_finite(model: nn.Module) -> bool:
 
 def _current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
-
-
-def _make_checkpoint(
-    *,
-    cfg: TrainConfig,
-    meta: dict[str, Any],
-    model_state: dict[str, torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler,
-    ema: nn.Module | None,
-    epoch: int,
-    epoch_step: int,
-    step: int,
-    epoch_stats: dict[str, Any],
-    rng: list[dict[str, Any]],
-    best_ap: float,
-    best_epoch: int,
-) -> dict[str, Any]:
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "hsrpose_version": __version__,
-        **meta,
-        "model": model_state,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-        "ema": ema.state_dict() if ema is not None else None,
-        "epoch": epoch,
-        "epoch_step": epoch_step,
-        "step": step,
-        "epoch_stats": dict(epoch_stats),
-        "rng": rng,
-        "config": config_to_dict(cfg),
-        "best_ap": best_ap,
-        "best_epoch": best_epoch,
-    }
-
-
-def _cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in unwrap_model(model).state_dict().items()}
-
-
-# ----------------------------------------------------------------------------- data
-
-
-@dataclass
-class _Data:
-    train_set: Any  # TopDownDataset
-    val_set: Any  # TopDownDataset or None
-    val_gt: Any  # validated COCO ground truth (load_gt) or a dataset scorer (data.datasets.ground_truth)
-    keypoint_info: Any  # KeypointInfo
-    codec: Any  # HeatmapCodec
-
-
-def _build_data(cfg: TrainConfig, input_hw: tuple[int, int], heatmap_hw: tuple[int, int]) -> _Data:
-    """Training set (GT boxes, protocol.md filters) and validation set (GT or detection boxes)."""
-    from hsrpose.codec import HeatmapCodec
-    from hsrpose.data.dataset import TopDownDataset
-    from hsrpose.data.datasets import ground_truth, load_dataset
-
-    d = cfg.data
-    if not d.train_ann:
-        raise HsrposeError("data.train_ann is empty: give the training annotation file (or --data-root)")
-    codec = HeatmapCodec(input_hw, heatmap_hw, sigma=d.sigma, dark=d.dark)
-    kw = {"category_id": d.category_id, "flip_pairs": d.flip_pairs, "oks_sigmas": d.oks_sigmas}
-    kw["box_padding"] = d.box_padding
-    dataset, loaded = load_dataset(d.dataset, d.train_ann, mode="train", **kw)
-    if du.is_main_process():
-        print(loaded.report.summary(), file=sys.stderr)
-    instances = loaded.instances[: cfg.train_subset] if cfg.train_subset > 0 else loaded.instances
-    if not instances:
-        raise HsrposeError(f"{d.train_ann}: no training instances with labelled keypoints")
-    augment = cfg.augment if cfg.augment.enabled else None
-    train_set = TopDownDataset(instances, d.train_images, input_hw, codec, augment=augment,
-                               keypoint_info=loaded.keypoint_info, seed=cfg.seed, box_padding=d.box_padding)  # fmt: skip
-    val_set = None
-    if d.val_ann:
-        mode = "det" if d.val_det_file else "gt"
-        _, val = load_dataset(dataset, d.val_ann, mode=mode, det_file=d.val_det_file or None, score_thr=cfg.eval.det_score_thr, **kw)
-        if du.is_main_process():
-            print(val.report.summary() + (" (detection boxes)" if d.val_det_file else " (ground-truth boxes)"), file=sys.stderr)
-        val_set = TopDownDataset(val.instances, d.val_images or d.train_images, input_hw, codec, augment=None,
-                                 keypoint_info=val.keypoint_info, seed=cfg.seed, box_padding=d.box_padding)  # fmt: skip
-    # Scored against ground truth read and checked once (bad records warned about once, not every epoch).
-    val_gt = ground_truth(dataset, d.val_ann) if d.val_ann else None
-    return _Data(train_set, val_set, val_gt, loaded.keypoint_info, codec)
-
-
-def _validate(model: nn.Module, data: _Data, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
-    """The evaluation protocol on the validation set; under DDP each rank predicts a shard,
-    rank 0 scores, every rank gets the metrics (hsrpose.engine.evaluate does the gathering)."""
-    from hsrpose.engine.evaluate import evaluate
-
-    _, metrics = evaluate(model, data.val_set, data.codec, data.keypoint_info, cfg=cfg.eval, device=device, gt=data.val_gt)
-    return {k: float(v) for k, v in metrics.items()}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -306,40 +166,9 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
 
     # ---- data
     preset = get_preset(cfg.preset)
-    data = _build_data(cfg, preset.input_hw, preset.heatmap_hw)
-    from hsrpose.data.dataset import seed_worker
-
-    train_set = data.train_set
-    gpu_builder = None
-    collate_fn = None
-    if cfg.data.pipeline == "gpu":
-        # Workers read bytes and draw the augmentation (the same (seed, epoch, index) draw as
-        # the CPU path); decoding, warps and targets run batched on the device.
-        from hsrpose.data.gpu import GpuBatchBuilder, GpuSampleDataset, collate_gpu_samples
-
-        train_set = GpuSampleDataset(data.train_set, decode=cfg.data.gpu_decode)
-        collate_fn = collate_gpu_samples
-        gpu_builder = GpuBatchBuilder(data.codec, data.keypoint_info.flip_index, device=device, channels_last=cfg.channels_last)
-    sampler = ResumableSampler(train_set, num_replicas=world, rank=info.rank, seed=cfg.seed, shuffle=True)
-    loader = DataLoader(
-        train_set,
-        batch_size=per_rank_batch,
-        sampler=sampler,
-        collate_fn=collate_fn,
-        num_workers=cfg.data.num_workers,
-        pin_memory=cfg.data.pin_memory and device.type == "cuda",
-        drop_last=True,  # equal batches on every step and rank (BatchNorm, DDP equivalence)
-        persistent_workers=cfg.data.num_workers > 0,  # the epoch travels with each index
-        worker_init_fn=seed_worker,
-        # Worker base seeds come from this generator, not the global torch RNG, so creating
-        # an iterator (once per epoch, once more on resume) leaves the global state alone.
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
-    steps_per_epoch = len(sampler) // per_rank_batch
-    if steps_per_epoch == 0:
-        raise HsrposeError(
-            f"{len(train_set)} training instances are fewer than one batch per process ({per_rank_batch}); lower optim.batch_size"
-        )
+    data = build_data(cfg, preset.input_hw, preset.heatmap_hw)
+    batches = TrainBatches(cfg, data, per_rank_batch, world, device)
+    steps_per_epoch = batches.steps_per_epoch
 
     # ---- model, optimizer, schedule, AMP, EMA
     model_kwargs = parse_model_kwargs(cfg.model_kwargs)
@@ -381,29 +210,14 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
     }
 
     # ---- resume state
-    start_epoch, epoch_step, step = 0, 0, 0
-    best_ap, best_epoch = -1.0, 0
-    epoch_stats = {"loss_sum": 0.0, "samples": 0.0, "bad": 0.0}
+    point = ResumePoint()
     if ckpt is not None:
-        unwrap_model(model).load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler") and scaler.is_enabled():
-            scaler.load_state_dict(ckpt["scaler"])
-        if ema is not None and ckpt.get("ema") is not None:
-            ema.load_state_dict(ckpt["ema"])
-        start_epoch, epoch_step, step = int(ckpt["epoch"]), int(ckpt.get("epoch_step", 0)), int(ckpt["step"])
-        best_ap, best_epoch = float(ckpt.get("best_ap", -1.0)), int(ckpt.get("best_epoch", 0))
-        saved_stats = dict(ckpt.get("epoch_stats") or {})
-        per_rank_bad = saved_stats.pop("bad_per_rank", None)
-        epoch_stats.update(saved_stats)
-        if per_rank_bad is not None and len(per_rank_bad) == world:
-            epoch_stats["bad"] = float(per_rank_bad[info.rank])
-        rngs = ckpt.get("rng") or []
-        if rngs:
-            restore_rng_state(rngs[info.rank] if len(rngs) == world else rngs[0])
+        point = restore_training_state(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema,
+                                       world=world, rank=info.rank)  # fmt: skip
         if info.is_main:
-            print(f"resumed {run_dir / LAST_NAME}: epoch {start_epoch} step {step} (+{epoch_step} in epoch)", file=sys.stderr)
+            print(f"resumed {run_dir / LAST_NAME}: epoch {point.epoch} step {point.step} (+{point.epoch_step} in epoch)", file=sys.stderr)
+    start_epoch, epoch_step, step = point.epoch, point.epoch_step, point.step
+    best_ap, best_epoch, epoch_stats = point.best_ap, point.best_epoch, point.epoch_stats
 
     # ---- wrappers: DDP (gradient all-reduce), torch.compile
     train_model: nn.Module = model
@@ -449,8 +263,8 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
         rng = [g[0] for g in gathered]
         stats = {**epoch_stats, "bad_per_rank": [g[1] for g in gathered]}  # bad-sample counts are per rank
         if info.is_main:
-            ck = _make_checkpoint(
-                cfg=cfg, meta=meta, model_state=model_state if model_state is not None else _cpu_state_dict(model),
+            ck = make_checkpoint(
+                cfg=cfg, meta=meta, model_state=model_state if model_state is not None else cpu_state_dict(model),
                 optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema, epoch=epoch_done,
                 epoch_step=epoch_step, step=step, epoch_stats=stats, rng=rng, best_ap=best_ap,
                 best_epoch=best_epoch,
@@ -460,11 +274,8 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
     kill_at_step = int(os.environ.get(KILL_AT_STEP_ENV, "0") or 0)
     final_metrics: dict[str, float] = {}
     for epoch in range(start_epoch, o.epochs):
-        train_set.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        if epoch_step:
-            sampler.set_skip(epoch_step * per_rank_batch)  # re-enter a checkpointed epoch where it stopped
-        else:
+        batches.set_epoch(epoch, skip_samples=epoch_step * per_rank_batch)  # re-enter a checkpointed epoch where it stopped
+        if not epoch_step:
             epoch_stats = {"loss_sum": 0.0, "samples": 0.0, "bad": 0.0}
         _set_train_mode(train_model, cfg.freeze_bn)
         bar = None
@@ -475,18 +286,7 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
         t_log, n_log = time.perf_counter(), 0
         t_epoch = time.perf_counter()
 
-        for batch in loader:
-            bad = int((~batch["valid"].bool()).sum()) if "valid" in batch else 0
-            if gpu_builder is not None:
-                bad_before = gpu_builder.bad_images
-                gb = gpu_builder(batch)
-                images, target, target_weight = gb.images, gb.targets, gb.target_weight
-                bad += gpu_builder.bad_images - bad_before  # images neither nvJPEG nor OpenCV could decode
-            else:
-                images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory_format)
-                target = batch["target"].to(device, non_blocking=True)
-                target_weight = batch["target_weight"].to(device, non_blocking=True)
-
+        for images, target, target_weight, bad in batches:
             pending.append(train_step(images, target, target_weight))
 
             step += 1
@@ -543,7 +343,7 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
             write_checkpoint(LAST_NAME, epoch + 1)
             eval_model = ema.module if ema is not None else model
             eval_model.eval()
-            final_metrics = _validate(eval_model, data, cfg, device)
+            final_metrics = validate(eval_model, data, cfg, device)
             _set_train_mode(model, cfg.freeze_bn)
             metric_name, ap = main_metric(final_metrics)  # AP, or PCKh Mean for MPII
             logger.log("val", epoch + 1, step, final_metrics)
@@ -555,7 +355,7 @@ def _train(cfg: TrainConfig, resume: bool, info: du.DistInfo) -> TrainResult:
                 best_ap, best_epoch, improved = ap, epoch + 1, True
         write_checkpoint(LAST_NAME, epoch + 1)
         if improved:
-            best_state = _cpu_state_dict(ema.module) if ema is not None else None
+            best_state = cpu_state_dict(ema.module) if ema is not None else None
             write_checkpoint(BEST_NAME, epoch + 1, model_state=best_state)
 
     # ---- wrap up

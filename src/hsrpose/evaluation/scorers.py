@@ -22,7 +22,8 @@ from hsrpose.errors import HsrposeError
 from hsrpose.evaluation.pckh import MpiiGroundTruth, pckh
 
 if TYPE_CHECKING:
-    from hsrpose.engine.evaluate import EvalConfig, Predictions
+    from hsrpose.engine.eval_config import EvalConfig
+    from hsrpose.engine.evaluate import Predictions
 
 __all__ = ["DatasetScorer", "MpiiScorer", "CrowdPoseScorer"]
 
