@@ -77,9 +77,8 @@ def test_registry_refuses_duplicates_and_names_near_misses() -> None:
         def hsrnet59_256x192(num_keypoints: int = 17) -> nn.Module:  # noqa: F811 - the duplicate is the point
             raise AssertionError
 
-    from hsrpose.models import posenet
-
-    assert get_preset("hsrnet59_256x192").builder is posenet.hsrnet59_256x192
+    builder = get_preset("hsrnet59_256x192").builder  # still the table's, not the duplicate
+    assert builder.__name__ == "hsrnet59_256x192" and builder.__module__ == "hsrpose.models.presets"
     with pytest.raises(UnknownPresetError, match="hsrnet59_256x192"):
         create_model("hsrnet59_256x129")
 
