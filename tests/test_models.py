@@ -8,7 +8,6 @@ from torch import nn
 
 from hsrpose.models import PoseNet, Preset, UnknownPresetError, create_model, get_preset, list_presets
 from hsrpose.models.costs import model_cost
-from hsrpose.models.hsrnet import DilatedBottleneck
 from hsrpose.models.msnet import MSNetBlock, Res2NetBottleneck
 from hsrpose.models.registry import register_preset
 from hsrpose.models.resnet import Bottleneck
@@ -159,7 +158,7 @@ def _main_path_depth(model: PoseNet) -> int:
     (1x1, 3x3 -- for MSNet/Res2Net the split 3x3 group counts as one layer --, 1x1),
     and the classifier fc of the ImageNet network; shortcut projections do not count.
     So depth = 1 + 3 * (number of blocks) + 1."""
-    blocks = [m for m in model.modules() if isinstance(m, (Bottleneck, DilatedBottleneck, MSNetBlock, Res2NetBottleneck))]
+    blocks = [m for m in model.modules() if isinstance(m, (Bottleneck, MSNetBlock, Res2NetBottleneck))]
     return 1 + 3 * len(blocks) + 1
 
 
