@@ -241,7 +241,7 @@ def test_truncated_checkpoint_message_is_whole_sentences(weights: Path, tmp_path
 
 
 def test_first_line_keeps_whole_sentences() -> None:
-    from hsrpose.models.weights import _first_line
+    from hsrpose.models.checkpoint_io import _first_line
 
     long = "First part: a reason. " + "Second sentence that goes on " * 10 + "and on."
     assert _first_line(long) == "First part: a reason."

@@ -8,7 +8,6 @@ from torch import nn
 
 from hsrpose.models import PoseNet, Preset, UnknownPresetError, create_model, get_preset, list_presets
 from hsrpose.models.costs import model_cost
-from hsrpose.models.hsrnet import DilatedBottleneck
 from hsrpose.models.msnet import MSNetBlock, Res2NetBottleneck
 from hsrpose.models.registry import register_preset
 from hsrpose.models.resnet import Bottleneck
@@ -77,9 +76,8 @@ def test_registry_refuses_duplicates_and_names_near_misses() -> None:
         def hsrnet59_256x192(num_keypoints: int = 17) -> nn.Module:  # noqa: F811 - the duplicate is the point
             raise AssertionError
 
-    from hsrpose.models import posenet
-
-    assert get_preset("hsrnet59_256x192").builder is posenet.hsrnet59_256x192
+    builder = get_preset("hsrnet59_256x192").builder  # still the table's, not the duplicate
+    assert builder.__name__ == "hsrnet59_256x192" and builder.__module__ == "hsrpose.models.presets"
     with pytest.raises(UnknownPresetError, match="hsrnet59_256x192"):
         create_model("hsrnet59_256x129")
 
@@ -160,7 +158,7 @@ def _main_path_depth(model: PoseNet) -> int:
     (1x1, 3x3 -- for MSNet/Res2Net the split 3x3 group counts as one layer --, 1x1),
     and the classifier fc of the ImageNet network; shortcut projections do not count.
     So depth = 1 + 3 * (number of blocks) + 1."""
-    blocks = [m for m in model.modules() if isinstance(m, (Bottleneck, DilatedBottleneck, MSNetBlock, Res2NetBottleneck))]
+    blocks = [m for m in model.modules() if isinstance(m, (Bottleneck, MSNetBlock, Res2NetBottleneck))]
     return 1 + 3 * len(blocks) + 1
 
 

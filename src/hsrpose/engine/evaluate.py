@@ -29,8 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from hsrpose.data.keypoints import KeypointInfo
 from hsrpose.engine.eval_config import EvalConfig
 from hsrpose.evaluation.cocoeval import GroundTruth, score_results
-from hsrpose.evaluation.nms import batched_oks_nms, soft_oks_nms
-from hsrpose.evaluation.rescoring import rescore
+from hsrpose.evaluation.postprocess import select_instances
 from hsrpose.inference.topdown import heatmaps_to_image, predict_heatmaps
 
 __all__ = ["EvalConfig", "Predictions", "predict", "postprocess", "finalize", "evaluate", "make_loader"]
@@ -195,22 +194,8 @@ def postprocess(preds: Predictions, keypoint_info: KeypointInfo, cfg: EvalConfig
     preds = preds.deduplicated()
     if len(preds) == 0:
         return []
-    scores = rescore(preds.box_score, preds.keypoints[:, :, 2], thr=cfg.in_vis_thr)
-    sigmas = keypoint_info.sigmas_array
-    if cfg.soft_nms:
-        order = np.argsort(preds.image_id, kind="stable")
-        ids = preds.image_id[order]
-        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-        ends = np.r_[starts[1:], len(ids)]
-        kept: list[np.ndarray] = []
-        for s, e in zip(starts, ends):
-            idx = order[s:e]
-            keep = soft_oks_nms(preds.keypoints[idx], scores[idx], preds.area[idx], thr=cfg.oks_nms_thr, sigmas=sigmas)
-            kept.append(idx[keep])
-        sel = np.concatenate(kept)
-    else:
-        # All images at once; the same indices as oks_nms image by image (benchmarks/postprocess_speed.py).
-        sel = batched_oks_nms(preds.image_id, preds.keypoints, scores, preds.area, thr=cfg.oks_nms_thr, sigmas=sigmas)
+    sel, scores = select_instances(preds.image_id, preds.keypoints, preds.box_score, preds.area, rescore_thr=cfg.in_vis_thr,
+                                   nms_thr=cfg.oks_nms_thr, soft=cfg.soft_nms, sigmas=keypoint_info.sigmas_array)  # fmt: skip
     flat = preds.keypoints[sel].reshape(len(sel), -1)
     category_id = int(cfg.category_id)
     return [

@@ -31,8 +31,7 @@ from hsrpose.data.keypoints import KeypointInfo
 from hsrpose.data.transforms import to_input_array
 from hsrpose.decode_settings import DecodeSettings
 from hsrpose.errors import CheckpointError, HsrposeError
-from hsrpose.evaluation.nms import oks_nms
-from hsrpose.evaluation.rescoring import rescore
+from hsrpose.evaluation.postprocess import select_instances
 from hsrpose.inference.detectors import CocoResultsDetector, PersonDetector, build_detector
 from hsrpose.inference.topdown import heatmaps_to_image, predict_heatmaps
 
@@ -363,12 +362,9 @@ class PoseEstimator:
     ) -> list[PoseInstance]:
         if len(boxes) == 0:
             return []
-        scores = rescore(box_scores, kpt_scores, self.rescore_thr)
-        if self.nms_thr is not None:
-            kp3 = np.concatenate([keypoints, kpt_scores[:, :, None]], axis=2)
-            order = oks_nms(kp3, scores, areas, thr=self.nms_thr, sigmas=self.keypoint_info.sigmas_array)
-        else:
-            order = np.argsort(-scores, kind="stable")
+        kp3 = np.concatenate([keypoints, kpt_scores[:, :, None]], axis=2)
+        order, scores = select_instances(np.zeros(len(boxes), np.int64), kp3, box_scores, areas, rescore_thr=self.rescore_thr,
+                                         nms_thr=self.nms_thr, sigmas=self.keypoint_info.sigmas_array)  # fmt: skip
         return [
             PoseInstance(
                 box_xywh=boxes[i].astype(np.float32),

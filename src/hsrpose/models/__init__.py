@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-# Importing posenet registers every preset's builder.
 from hsrpose.models.posenet import PoseNet, pose_hsr_msnet, pose_hsrnet, pose_resnet
+from hsrpose.models import presets as _presets  # noqa: F401 - importing the table registers every preset
 from hsrpose.models.registry import Preset, UnknownPresetError, create_model, get_preset, list_presets
 
 __all__ = [

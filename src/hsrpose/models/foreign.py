@@ -64,13 +64,13 @@ def is_mmpose_checkpoint(obj: Any) -> bool:
 
 
 def filter_mmpose(obj: Mapping[str, Any], model: "nn.Module | None" = None) -> tuple[dict, list[str], Callable[[str], bool]]:
-    """mmpose 1.x top-down heatmap checkpoint -> hsrpose keys; whole model (same contract as ``weights._filter_*``).
+    """mmpose 1.x top-down heatmap checkpoint -> hsrpose keys; whole model (same contract as ``weight_formats._filter_*``).
 
     ``backbone.X`` -> ``X``; ``head.deconv_layers.X`` -> ``deconv_layers.X``; ``head.final_layer.X`` ->
     ``final_layer.X``. mmpose's ``HeatmapHead`` builds its deconvs as one flat Sequential of
     (ConvTranspose2d, BN, ReLU), the same indices as hsrpose's head. ``meta`` is not a tensor and is skipped.
     """
-    from hsrpose.models.weights import _flat_tensors
+    from hsrpose.models.weight_formats import _flat_tensors
 
     sd = _flat_tensors(obj["state_dict"], "mmpose state_dict")
     out: dict[str, "torch.Tensor"] = {}
@@ -89,7 +89,7 @@ def filter_mmpose(obj: Mapping[str, Any], model: "nn.Module | None" = None) -> t
 
 def pose_state_dict(obj: Any) -> tuple[str, dict[str, "torch.Tensor"]]:
     """``(format, state dict in hsrpose key names)`` of a pose_resnet or mmpose file's contents."""
-    from hsrpose.models.weights import _filter_pose_resnet
+    from hsrpose.models.weight_formats import _filter_pose_resnet
 
     if is_mmpose_checkpoint(obj):
         return "mmpose", filter_mmpose(obj)[0]

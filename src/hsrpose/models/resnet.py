@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["Bottleneck", "make_resnet_stage", "make_stem", "RESNET_BLOCKS", "init_backbone_"]
+__all__ = ["Bottleneck", "projection", "make_resnet_stage", "make_stem", "RESNET_BLOCKS", "init_backbone_"]
 
 # Blocks per stage (layer1..layer4) of the torchvision ResNets.
 RESNET_BLOCKS: dict[int, tuple[int, int, int, int]] = {
@@ -21,7 +21,12 @@ RESNET_BLOCKS: dict[int, tuple[int, int, int, int]] = {
 
 
 class Bottleneck(nn.Module):
-    """torchvision Bottleneck: 1x1 -> 3x3 (stride, dilation) -> 1x1 (x4), identity or ``downsample`` shortcut."""
+    """torchvision Bottleneck: 1x1 -> 3x3 (stride, dilation) -> 1x1 (x4), identity or projection shortcut.
+
+    The one bottleneck of the ResNet stages and of HSRNet's DetNet stages 5-6 (stride 1,
+    dilation 2): only the projection's name differs, ``downsample`` (torchvision) or
+    ``extra_conv`` (DetNet_pytorch), so that each family's checkpoints load key for key.
+    """
 
     expansion: int = 4
 
@@ -32,6 +37,7 @@ class Bottleneck(nn.Module):
         stride: int = 1,
         dilation: int = 1,
         downsample: nn.Module | None = None,
+        shortcut_name: str = "downsample",
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
@@ -43,14 +49,23 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
+        if downsample is None and (stride != 1 or inplanes != planes * self.expansion):
+            raise ValueError(f"identity shortcut needs stride 1 and inplanes == planes*4, got {inplanes} and {planes * 4}")
+        self.shortcut_name = shortcut_name
+        setattr(self, shortcut_name, downsample)  # registered as a submodule (its state_dict prefix) when not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+        shortcut = getattr(self, self.shortcut_name)
+        identity = x if shortcut is None else shortcut(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
+
+
+def projection(inplanes: int, out: int, stride: int = 1) -> nn.Sequential:
+    """1x1 conv (stride) + BN: the projection shortcut, keys ``{0,1}``."""
+    return nn.Sequential(nn.Conv2d(inplanes, out, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(out))
 
 
 def make_resnet_stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
@@ -58,10 +73,7 @@ def make_resnet_stage(inplanes: int, planes: int, blocks: int, stride: int) -> n
     out = planes * Bottleneck.expansion
     downsample: nn.Module | None = None
     if stride != 1 or inplanes != out:
-        downsample = nn.Sequential(
-            nn.Conv2d(inplanes, out, kernel_size=1, stride=stride, bias=False),
-            nn.BatchNorm2d(out),
-        )
+        downsample = projection(inplanes, out, stride)
     layers: list[nn.Module] = [Bottleneck(inplanes, planes, stride=stride, downsample=downsample)]
     layers += [Bottleneck(out, planes) for _ in range(1, blocks)]
     return nn.Sequential(*layers)

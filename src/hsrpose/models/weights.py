@@ -25,21 +25,30 @@ shape mismatch, is a :class:`~hsrpose.errors.CheckpointError`.
 
 Files are read with ``torch.load(weights_only=True)`` or safetensors, so loading
 never runs code from the file; ``trust_pickle=True`` lifts that for old pickles.
+
+Modules: reading files (``checkpoint_io``), format detection and key filters
+(``weight_formats``), loading into a model and hsrpose's own files (here).
 """
 
 from __future__ import annotations
 
 import json
-import pickle
-import re
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from hsrpose.decode_settings import DecodeSettings
 from hsrpose.errors import CheckpointError
+from hsrpose.models.checkpoint_io import read_checkpoint_file
+from hsrpose.models.weight_formats import (
+    FORMATS,
+    _filter_detnet,
+    _filter_pose_resnet,
+    _filter_torchvision,
+    _flat_tensors,
+    _hsrpose_state,
+    detect_format,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -58,12 +67,6 @@ __all__ = [
     "load_pose_model",
 ]
 
-FORMATS: tuple[str, ...] = ("auto", "hsrpose", "torchvision", "detnet", "pose_resnet", "mmpose")
-HSRPOSE_FORMATS: tuple[str, ...] = ("hsrpose-weights", "hsrpose-checkpoint")
-
-_HEAD_PREFIXES = ("deconv_layers.", "final_layer.")
-_ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_PROTO = 0x80  # first byte of a pickle of protocol >= 2 (torch's legacy format)
 
 
 @dataclass(frozen=True)
@@ -110,217 +113,6 @@ class ModelMeta:
     # The decode settings the file stores (protocol defaults for older files, with decode_note set).
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     decode_note: str | None = None
-
-
-# ---------------------------------------------------------------------------
-# Reading files safely
-
-
-def read_checkpoint_file(path: str | Path, trust_pickle: bool = False) -> tuple[Any, dict[str, str] | None]:
-    """Read a torch.save or safetensors file without running code from it.
-
-    Returns ``(obj, safetensors_metadata)``: ``obj`` is what torch.save wrote
-    (metadata None), or the tensor dict of a safetensors file (metadata its header
-    ``__metadata__``, possibly empty).
-    """
-    import torch
-
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: no such file")
-    with open(p, "rb") as f:
-        head = f.read(9)
-    # A pickle starts with PROTO (0x80) and the protocol number (2..5); a safetensors file whose
-    # header length ends in byte 0x80 starts with 0x80 too, so the second byte decides.
-    if head[:4] == _ZIP_MAGIC or (len(head) > 1 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5):
-        try:
-            with _numpy_array_globals(), warnings.catch_warnings():
-                # a non-torch pickle makes torch warn about its protocol before failing; the error says enough
-                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-                return torch.load(p, map_location="cpu", weights_only=True), None
-        except pickle.UnpicklingError as e:
-            msg = str(e)
-            if "Weights only load failed" not in msg:
-                raise CheckpointError(f"{p}: not a readable checkpoint ({_first_line(msg)})") from None
-            m = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
-            if m is None:  # the safe unpickler failed on the data itself, not on a class it refuses
-                w = re.search(r"WeightsUnpickler error:\s*([^\n]+)", msg)
-                detail = w.group(1) if w else _first_line(msg)
-                raise CheckpointError(f"{p}: not a readable checkpoint ({_first_line(detail)})") from None
-            if not trust_pickle:
-                what = f"it contains {m.group(1)}"
-                raise CheckpointError(
-                    f"{p}: refused to load: {what}, and unpickling it could run code from the file. "
-                    "If you trust where the file came from, load it with trust_pickle=True (CLI: --trust-pickle)."
-                ) from None
-        except Exception as e:  # noqa: BLE001 - torch raises RuntimeError/EOFError/... on corrupt files
-            raise CheckpointError(
-                f"{p}: not a readable checkpoint; the file may be truncated or damaged ({type(e).__name__}: {_first_line(str(e))})"
-            ) from None
-        try:  # only reached with trust_pickle=True, after the safe load refused
-            return torch.load(p, map_location="cpu", weights_only=False), None
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"{p}: cannot unpickle ({type(e).__name__}: {_first_line(str(e))})") from None
-    if _looks_like_safetensors(p, head):
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(p), framework="pt", device="cpu") as sf:
-                meta = dict(sf.metadata() or {})
-                tensors = {k: sf.get_tensor(k) for k in sf.keys()}
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"{p}: broken safetensors file ({_first_line(str(e))})") from None
-        return tensors, meta
-    raise CheckpointError(f"{p}: not a checkpoint (neither a torch.save file nor a safetensors file)")
-
-
-@contextmanager
-def _numpy_array_globals() -> Iterator[None]:
-    """Let the weights-only unpickler rebuild plain numpy arrays and scalars (e.g. a training
-    checkpoint's ``np.random`` state). These globals only rebuild data from dtype + bytes;
-    torch's docs list them as safe to allow. Anything else stays refused."""
-    import numpy as np
-    import torch
-
-    try:
-        from numpy._core.multiarray import _reconstruct, scalar  # numpy >= 2
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
-    allowed: list[Any] = [_reconstruct, scalar, np.ndarray, np.dtype]
-    allowed += [type(np.dtype(t)) for t in (np.bool_, np.uint8, np.int32, np.uint32, np.int64, np.uint64, np.float32, np.float64)]
-    ctx = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
-    if ctx is None:
-        yield
-        return
-    with ctx(allowed):
-        yield
-
-
-def _first_line(msg: str, limit: int = 200) -> str:
-    """The first line of a library's error message, shortened to whole sentences (a message
-    cut mid-sentence reads as if it were the whole reason)."""
-    text = msg.strip().splitlines()[0].strip() if msg.strip() else ""
-    if not text:
-        return "no message"
-    if len(text) <= limit:
-        return text
-    ends = [m.end() for m in re.finditer(r"[.!?](?=\s)", text[: limit + 1])]
-    if ends:
-        return text[: ends[-1]]
-    return text[:limit].rsplit(" ", 1)[0] + " (...)"
-
-
-def _looks_like_safetensors(p: Path, head: bytes) -> bool:
-    """safetensors: 8-byte little-endian header length, then a JSON object."""
-    if len(head) < 9 or head[8:9] != b"{":
-        return False
-    n = int.from_bytes(head[:8], "little")
-    return 0 < n <= p.stat().st_size - 8
-
-
-# ---------------------------------------------------------------------------
-# Format detection and per-format filters
-
-
-def detect_format(obj: Any, safetensors_meta: dict[str, str] | None) -> str:
-    """Name the format of a loaded file from its structure and key layout (no suffix guessing)."""
-    if safetensors_meta is not None and "hsrpose" in safetensors_meta:
-        return "hsrpose"
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"not a checkpoint: the file holds a {type(obj).__name__}, not a dict")
-    if obj.get("format") in HSRPOSE_FORMATS:
-        return "hsrpose"
-    from hsrpose.models.foreign import is_mmpose_checkpoint
-
-    if is_mmpose_checkpoint(obj):
-        return "mmpose"
-    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        return "pose_resnet"
-    keys = [k for k in obj if isinstance(k, str)]
-    if any(k.startswith(("module.",) + _HEAD_PREFIXES) for k in keys):
-        return "pose_resnet"
-    if "layer4.0.extra_conv.0.weight" in obj and "layer5.0.extra_conv.0.weight" in obj:
-        return "detnet"
-    if "fc.weight" in obj and "layer4.0.downsample.0.weight" in obj:
-        return "torchvision"
-    sample = ", ".join(keys[:5]) or "no string keys"
-    raise CheckpointError(
-        f"cannot tell the checkpoint format (keys: {sample}, ...); name it: one of {', '.join(FORMATS[1:])}"
-    )
-
-
-def _flat_tensors(sd: Any, what: str) -> dict[str, "torch.Tensor"]:
-    import torch
-
-    if not isinstance(sd, Mapping):
-        raise CheckpointError(f"{what}: expected a state dict (mapping of names to tensors), got {type(sd).__name__}")
-    bad = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise CheckpointError(f"{what}: entries that are not tensors: {bad[:5]}")
-    return dict(sd)
-
-
-def _is_dilated_model(model: "nn.Module") -> bool:
-    """True for HSRNet / HSR-MSNet models: their ``layer4`` is a stride-16 DetNet/MSNet stage."""
-    from hsrpose.models.hsrnet import DilatedBottleneck
-    from hsrpose.models.msnet import MSNetBlock
-
-    layer4 = getattr(model, "layer4", None)
-    return layer4 is not None and isinstance(layer4[0], (DilatedBottleneck, MSNetBlock))
-
-
-def _msnet_block_names(model: "nn.Module") -> list[str]:
-    from hsrpose.models.msnet import MSNetBlock
-
-    return [name for name, m in model.named_modules() if isinstance(m, MSNetBlock)]
-
-
-def _filter_torchvision(sd: dict[str, "torch.Tensor"], model: "nn.Module") -> tuple[dict, list[str], Callable[[str], bool]]:
-    """torchvision ResNet -> ResNet rows (all but ``fc``) or HSRNet rows (all but ``fc`` and ``layer4``)."""
-    dilated = _is_dilated_model(model)
-    drop_prefixes = ("fc.", "layer4.") if dilated else ("fc.",)
-    used = {k: v for k, v in sd.items() if not k.startswith(drop_prefixes)}
-    dropped = [k for k in sd if k.startswith(drop_prefixes)]
-    fresh = _HEAD_PREFIXES + (("layer4.", "layer5.") if dilated else ())
-    return used, dropped, lambda k: k.startswith(fresh)
-
-
-def _filter_detnet(sd: dict[str, "torch.Tensor"], model: "nn.Module") -> tuple[dict, list[str], Callable[[str], bool]]:
-    """DetNet-59 -> HSRNet-59 (all but ``fc``) or HSR-MSNet-59 (also without the 3x3 of each MSNet block)."""
-    msnet_blocks = _msnet_block_names(model)
-    # DetNet's conv2/bn2 (one 256->256 3x3) of a block that is an MSNet block in the model.
-    drop_prefixes = ("fc.",) + tuple(f"{b}.{part}." for b in msnet_blocks for part in ("conv2", "bn2"))
-    used = {k: v for k, v in sd.items() if not k.startswith(drop_prefixes)}
-    dropped = [k for k in sd if k.startswith(drop_prefixes)]
-    fresh = _HEAD_PREFIXES + tuple(f"{b}.{part}." for b in msnet_blocks for part in ("convs", "bns", "se"))
-    return used, dropped, lambda k: k.startswith(fresh)
-
-
-def _filter_pose_resnet(obj: Mapping[str, Any], model: "nn.Module") -> tuple[dict, list[str], Callable[[str], bool]]:
-    """SimpleBaseline / HRNet pose_resnet: unwrap ``state_dict``, strip DataParallel's ``module.``; whole model."""
-    sd = obj["state_dict"] if "state_dict" in obj and isinstance(obj["state_dict"], Mapping) else obj
-    sd = _flat_tensors(sd, "pose_resnet state_dict")
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd, [], lambda k: False
-
-
-def _hsrpose_state(obj: Any, meta: dict[str, str] | None) -> tuple[dict[str, Any], dict[str, "torch.Tensor"]]:
-    """(metadata dict, state dict) of an hsrpose .pth or .safetensors file."""
-    if meta is not None:
-        if "hsrpose" not in meta:
-            raise CheckpointError("safetensors file without hsrpose metadata (header key 'hsrpose')")
-        try:
-            info = json.loads(meta["hsrpose"])
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"safetensors 'hsrpose' metadata is not JSON ({e})") from None
-        return info, _flat_tensors(obj, "hsrpose weights")
-    if not isinstance(obj, Mapping) or obj.get("format") not in HSRPOSE_FORMATS:
-        raise CheckpointError("not an hsrpose weights or checkpoint file (no 'format': 'hsrpose-weights'/'hsrpose-checkpoint')")
-    if "model" not in obj:
-        raise CheckpointError(f"{obj.get('format')} file without a 'model' state dict")
-    info = {k: v for k, v in obj.items() if k != "model"}
-    return info, _flat_tensors(obj["model"], "hsrpose 'model'")
 
 
 # ---------------------------------------------------------------------------
