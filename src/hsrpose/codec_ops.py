@@ -105,7 +105,9 @@ def gaussian_heatmaps(
         # Whole maps (torch: no data-dependent shapes, so no device->host sync on the GPU path).
         g = xp.exp(arg.clip(min=_EXP_FLOOR))
         heatmaps = xp.where(mask, g, xp.zeros_like(g))
-        return (heatmaps.to(xp.float32), weight.to(xp.float32)) if torch_in else (heatmaps.astype(np.float32), weight.astype(np.float32))
+        if torch_in:
+            return heatmaps.to(xp.float32), weight.to(xp.float32)
+        return heatmaps.astype(np.float32), weight.astype(np.float32)
     # numpy windows: exp only inside them (elementwise, so the same numbers), ~6% of the map.
     mask = np.broadcast_to(mask, arg.shape)
     heatmaps = np.zeros(arg.shape, dtype=np.float32)
