@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True  # what training does when deterministic=false
     configs = [parse_config(c, args.batch) for c in args.configs.split(";") if c.strip()]
     decodes = tuple(d.strip() for d in args.decode.split(",") if d.strip())
-    from hsrpose.data.gpu import gpu_decode_available
+    from hsrpose.data.gpu_decode import gpu_decode_available
 
     if "device" in decodes and not (on_gpu and gpu_decode_available()):
         print("note: no nvJPEG here (CPU or torchvision without CUDA decode): pipeline rows use worker decode only", flush=True)

@@ -22,7 +22,7 @@ from hsrpose.data.geometry import apply_affine
 from hsrpose.data.imageio import ImageReadError, read_image_bgr
 from hsrpose.data.keypoints import COCO_KEYPOINTS
 from hsrpose.data.loader import build_loader, set_loader_epoch
-from hsrpose.data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_input_array, to_input_tensor
+from hsrpose.data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_input_array
 
 SMALL_HW = (128, 96)
 SMALL_HM = (32, 24)
@@ -93,7 +93,7 @@ def test_exif_orientation_dataset_ignores_predict_honours(tmp_path: Path, coco_m
         with pytest.raises(ImageReadError, match="as stored .EXIF orientation ignored"):
             read_image_bgr(path, expected_hw=(60, 80))
     # the GPU data path's CPU decoder reads the same stored pixels
-    from hsrpose.data.gpu import decode_jpegs
+    from hsrpose.data.gpu_decode import decode_jpegs
 
     (dec,) = decode_jpegs([torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)], torch.device("cpu"), False)
     np.testing.assert_array_equal(dec.permute(1, 2, 0).numpy()[:, :, ::-1], raw)
@@ -137,9 +137,14 @@ def test_read_bad_files(tmp_path: Path, coco_mini: Path) -> None:
 def test_input_normalisation_numpy_equals_torch() -> None:
     crops = np.random.default_rng(0).integers(0, 256, (2, 8, 6, 3), dtype=np.uint8)
     a = to_input_array(crops)
-    b = to_input_tensor(crops)
-    assert a.shape == (2, 3, 8, 6) and a.dtype == np.float32
-    np.testing.assert_allclose(a, b.numpy(), atol=1e-6)
+    b = to_input_array(torch.from_numpy(crops))
+    assert a.shape == (2, 3, 8, 6) and a.dtype == np.float32 and b.dtype == torch.float32
+    np.testing.assert_array_equal(a, b.numpy())  # one function, the same float32 expressions
+    # the GPU data path's call: RGB float crops, channels first (numpy and torch alike)
+    rgb_chw = np.ascontiguousarray(crops[..., ::-1].transpose(0, 3, 1, 2)).astype(np.float32)
+    np.testing.assert_array_equal(to_input_array(rgb_chw, source_order="RGB", channels_first=True), a)
+    c = to_input_array(torch.from_numpy(rgb_chw), source_order="RGB", channels_first=True)
+    np.testing.assert_array_equal(c.numpy(), a)
     # channel 0 is red = BGR channel 2
     np.testing.assert_allclose(a[0, 0], (crops[0, ..., 2] / 255.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0], atol=1e-6)
 

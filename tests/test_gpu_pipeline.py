@@ -18,20 +18,14 @@ import pytest
 import torch
 
 from hsrpose.codec import HeatmapCodec
+from hsrpose.codec_ops import gaussian_heatmaps
 from hsrpose.data.coco import load_coco_instances
 from hsrpose.data.config import AugmentConfig
 from hsrpose.data.dataset import TopDownDataset
 from hsrpose.data.geometry import box_to_center_size, crop_affine, warp_crop
-from hsrpose.data.gpu import (
-    GpuBatchBuilder,
-    GpuSampleDataset,
-    affine_to_theta,
-    collate_gpu_samples,
-    gaussian_targets,
-    gpu_decode_available,
-    pad_to_canvas,
-    warp_crops,
-)
+from hsrpose.data.gpu import GpuBatchBuilder, GpuSampleDataset, collate_gpu_samples
+from hsrpose.data.gpu_decode import gpu_decode_available
+from hsrpose.data.gpu_warp import affine_to_theta, pad_to_canvas, warp_crops
 from hsrpose.data.imageio import read_image_bgr
 from hsrpose.data.keypoints import COCO_KEYPOINTS
 from hsrpose.data.loader import build_loader, set_loader_epoch
@@ -179,7 +173,7 @@ def test_affine_to_theta_identity() -> None:
 
 @pytest.mark.parametrize("sigma,dark", [(2.0, False), (3.0, False), (2.5, False), (2.0, True)])
 def test_gaussian_targets_equal_codec_encode(sigma: float, dark: bool) -> None:
-    """Batched targets = HeatmapCodec.encode per sample, including joints near or past the borders."""
+    """Batched targets (codec_ops.gaussian_heatmaps, the GPU path's call) = HeatmapCodec.encode per sample, including joints near or past the borders."""
     rng = np.random.default_rng(1)
     codec = HeatmapCodec(INPUT_HW, HEATMAP_HW, sigma=sigma, dark=dark)
     b, k = 16, 17
@@ -188,10 +182,14 @@ def test_gaussian_targets_equal_codec_encode(sigma: float, dark: bool) -> None:
     kp[1, 3] = np.nan
     vis = rng.integers(0, 3, (b, k))
     ref = [codec.encode(kp[i], vis[i]) for i in range(b)]
-    t, w = gaussian_targets(torch.from_numpy(kp), torch.from_numpy(vis > 0), INPUT_HW, HEATMAP_HW, sigma, dark)
+    t, w = gaussian_heatmaps(torch.from_numpy(kp), torch.from_numpy(vis > 0), INPUT_HW, HEATMAP_HW, sigma, dark)
     assert torch.equal(w, torch.from_numpy(np.stack([r[1] for r in ref])))
     assert 0 < float(w.mean()) < 1
     assert float((t - torch.from_numpy(np.stack([r[0] for r in ref]))).abs().max()) <= 1e-6
+    # numpy batched = the per-sample CPU codec bit for bit (one implementation, vectorised over B and K)
+    tn, wn = gaussian_heatmaps(kp, vis > 0, INPUT_HW, HEATMAP_HW, sigma, dark)
+    np.testing.assert_array_equal(tn, np.stack([r[0] for r in ref]))
+    np.testing.assert_array_equal(wn, np.stack([r[1] for r in ref]))
 
 
 def test_bad_records_are_invalid_not_fatal(datasets: tuple, tmp_path: Path) -> None:

@@ -8,17 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from hsrpose.data.keypoints import COCO_KEYPOINTS
-from hsrpose.data.synthetic import (
-    ANNOTATION_FILE,
-    IMAGE_DIR,
-    Figure,
-    Occluder,
-    SynthConfig,
-    generate_dataset,
-    generate_image,
-    render_scene,
-    sample_figure,
-)
+from hsrpose.data.synthetic import ANNOTATION_FILE, IMAGE_DIR, SynthConfig, generate_dataset, generate_image
+from hsrpose.data.synthetic_figures import Figure, Occluder, sample_figure
+from hsrpose.data.synthetic_render import render_scene
 
 SMALL = SynthConfig(image_hw=(96, 128))
 

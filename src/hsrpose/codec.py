@@ -31,12 +31,9 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from hsrpose.codec_ops import argmax_peaks, gaussian_heatmaps, is_torch, quarter_offset, taylor_offset
+
 __all__ = ["HeatmapCodec", "dark_blur_kernel_size"]
-
-
-def _is_torch(x: Any) -> bool:
-    # No torch import here: a tensor is recognised by its module name.
-    return type(x).__module__.startswith("torch")
 
 
 def dark_blur_kernel_size(sigma: float) -> int:
@@ -77,50 +74,14 @@ class HeatmapCodec:
 
         A joint counts as labelled when ``visible > 0`` (COCO v=1 occluded and v=2
         visible alike, as in the reference). Non-finite coordinates get weight 0.
-        Both outputs are float32.
+        Both outputs are float32 (:func:`~hsrpose.codec_ops.gaussian_heatmaps`, the
+        same code the GPU data path runs on batches).
         """
         kpts = np.asarray(keypoints_crop, dtype=np.float64).reshape(-1, 2)
         vis = np.asarray(visible, dtype=np.float64).reshape(-1)
         if vis.shape[0] != kpts.shape[0]:
             raise ValueError(f"encode: {kpts.shape[0]} keypoints but {vis.shape[0]} visibility flags")
-        k = kpts.shape[0]
-        h, w = self.heatmap_hw
-        heatmaps = np.zeros((k, h, w), dtype=np.float32)
-        weights = ((vis > 0) & np.all(np.isfinite(kpts), axis=1)).astype(np.float32)
-        sx, sy = self.stride
-        radius = self.sigma * 3
-        for j in range(k):
-            if weights[j] == 0:
-                continue
-            if self.dark:
-                mu_x, mu_y = kpts[j, 0] / sx, kpts[j, 1] / sy
-                # mmpose unbiased: drop the joint when its 3-sigma square misses the map.
-                if mu_x - radius >= w or mu_y - radius >= h or mu_x + radius < 0 or mu_y + radius < 0:
-                    weights[j] = 0
-                    continue
-                xs = np.arange(w, dtype=np.float64)
-                ys = np.arange(h, dtype=np.float64)[:, None]
-                heatmaps[j] = np.exp(-((xs - mu_x) ** 2 + (ys - mu_y) ** 2) / (2 * self.sigma**2))
-                continue
-            # SimpleBaseline/HRNet generate_target, literally (int() truncates toward zero).
-            mu_x = int(kpts[j, 0] / sx + 0.5)
-            mu_y = int(kpts[j, 1] / sy + 0.5)
-            ul = (int(mu_x - radius), int(mu_y - radius))
-            br = (int(mu_x + radius + 1), int(mu_y + radius + 1))
-            if ul[0] >= w or ul[1] >= h or br[0] < 0 or br[1] < 0:
-                weights[j] = 0
-                continue
-            size = 2 * radius + 1
-            gx = np.arange(0, size, 1, dtype=np.float64)
-            gy = gx[:, None]
-            c0 = size // 2
-            g = np.exp(-((gx - c0) ** 2 + (gy - c0) ** 2) / (2 * self.sigma**2))
-            g_x = max(0, -ul[0]), min(br[0], w) - ul[0]
-            g_y = max(0, -ul[1]), min(br[1], h) - ul[1]
-            img_x = max(0, ul[0]), min(br[0], w)
-            img_y = max(0, ul[1]), min(br[1], h)
-            heatmaps[j, img_y[0] : img_y[1], img_x[0] : img_x[1]] = g[g_y[0] : g_y[1], g_x[0] : g_x[1]]
-        return heatmaps, weights
+        return gaussian_heatmaps(kpts, vis > 0, self.input_hw, self.heatmap_hw, self.sigma, self.dark)
 
     # ------------------------------------------------------------------ decode
     def decode(self, heatmaps: Any) -> tuple[Any, Any]:
@@ -128,10 +89,27 @@ class HeatmapCodec:
 
         Returns the same kind (numpy float32 or torch float32 on the input's device).
         A channel whose maximum is <= 0 decodes to (0, 0), as in the reference.
+        One path for both kinds (:mod:`hsrpose.codec_ops`); only DARK's blur differs
+        (OpenCV for numpy, ``conv2d`` for torch).
         """
-        if _is_torch(heatmaps):
-            return self._decode_torch(heatmaps)
-        return self._decode_numpy(np.asarray(heatmaps))
+        torch_in = is_torch(heatmaps)
+        self._check_shape(heatmaps.shape)
+        hm = heatmaps.detach().float() if torch_in else np.asarray(heatmaps).astype(np.float32, copy=False)
+        px, py, scores = argmax_peaks(hm)
+        if self.dark:
+            logs = self._log_blurred_torch(hm) if torch_in else self._log_blurred_numpy(hm)
+            offset = taylor_offset(logs, px, py)
+        else:
+            offset = quarter_offset(hm, px, py)
+        if torch_in:
+            import torch
+
+            coords = torch.stack([px, py], dim=-1).float()
+            coords = torch.where((scores > 0)[..., None], coords + offset, torch.zeros_like(coords))
+            return self._to_crop(coords), scores
+        coords = np.stack([px, py], axis=-1).astype(np.float32)
+        coords = np.where((scores > 0)[..., None], coords + offset, 0.0).astype(np.float32)
+        return self._to_crop(coords), scores.astype(np.float32)
 
     def _check_shape(self, shape: Sequence[int]) -> None:
         if len(shape) != 4:
@@ -139,38 +117,8 @@ class HeatmapCodec:
         if tuple(shape[2:]) != self.heatmap_hw:
             raise ValueError(f"decode: heatmaps are {tuple(shape[2:])}, codec expects {self.heatmap_hw}")
 
-    def _decode_numpy(self, hm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self._check_shape(hm.shape)
-        hm = hm.astype(np.float32, copy=False)
-        b, k, h, w = hm.shape
-        flat = hm.reshape(b, k, h * w)
-        idx = np.argmax(flat, axis=2)
-        scores = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
-        px, py = idx % w, idx // w
-        coords = np.stack([px, py], axis=-1).astype(np.float32)
-        ok = scores > 0
-        if self.dark:
-            offset = self._dark_offset_numpy(hm, px, py)
-        else:
-            offset = self._quarter_offset_numpy(hm, px, py)
-        coords = np.where(ok[..., None], coords + offset, 0.0).astype(np.float32)
-        return self._to_crop(coords), scores.astype(np.float32)
-
-    @staticmethod
-    def _quarter_offset_numpy(hm: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
-        # +-0.25 toward the higher neighbour on both axes, only for a peak strictly inside
-        # (HRNet get_final_preds: ``1 < px < w - 1 and 1 < py < h - 1``, one test for both axes).
-        b, k, h, w = hm.shape
-        bi, ki = np.meshgrid(np.arange(b), np.arange(k), indexing="ij")
-        inside = _quarter_inside(px, py, h, w)
-        xr, xl = np.clip(px + 1, 0, w - 1), np.clip(px - 1, 0, w - 1)
-        yd, yu = np.clip(py + 1, 0, h - 1), np.clip(py - 1, 0, h - 1)
-        dx = hm[bi, ki, py, xr] - hm[bi, ki, py, xl]
-        dy = hm[bi, ki, yd, px] - hm[bi, ki, yu, px]
-        off = np.stack([np.where(inside, np.sign(dx), 0.0), np.where(inside, np.sign(dy), 0.0)], axis=-1)
-        return (off * 0.25).astype(np.float32)
-
-    def _dark_offset_numpy(self, hm: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    def _log_blurred_numpy(self, hm: np.ndarray) -> np.ndarray:
+        """DARK modulation: per channel, zero-padded Gaussian blur rescaled to the channel maximum, then log."""
         b, k, h, w = hm.shape
         g1 = cv2.getGaussianKernel(self.blur_kernel, 0).astype(np.float32)[:, 0]
         logs = np.empty_like(hm)
@@ -184,45 +132,27 @@ class HeatmapCodec:
                 if bmx > 0:
                     blurred = blurred * np.float32(mx / bmx)
                 logs[i, j] = blurred
-        logs = np.log(np.maximum(logs, 1e-10))
-        return _taylor_offset(logs, px, py, np)
+        return np.log(np.maximum(logs, 1e-10))
 
-    def _decode_torch(self, hm: Any) -> tuple[Any, Any]:
+    def _log_blurred_torch(self, hm: Any) -> Any:
+        """:meth:`_log_blurred_numpy` on a tensor's device (separable ``conv2d``, zero padding)."""
         import torch
 
-        self._check_shape(hm.shape)
-        hm = hm.detach().float()
         b, k, h, w = hm.shape
-        flat = hm.reshape(b, k, h * w)
-        # argmax returns the first maximum, like numpy (torch.max(dim) does not promise that).
-        idx = flat.argmax(dim=2)
-        scores = flat.gather(2, idx.unsqueeze(-1)).squeeze(-1)
-        px, py = idx % w, torch.div(idx, w, rounding_mode="floor")
-        coords = torch.stack([px, py], dim=-1).float()
-        ok = scores > 0
-        if self.dark:
-            g1 = torch.from_numpy(cv2.getGaussianKernel(self.blur_kernel, 0).astype(np.float32)[:, 0]).to(hm.device)
-            pad = (self.blur_kernel - 1) // 2
-            x = hm.reshape(b * k, 1, h, w)
-            x = torch.nn.functional.conv2d(x, g1.view(1, 1, -1, 1), padding=(pad, 0))
-            x = torch.nn.functional.conv2d(x, g1.view(1, 1, 1, -1), padding=(0, pad)).reshape(b, k, h, w)
-            mx = hm.amax(dim=(2, 3), keepdim=True)
-            bmx = x.amax(dim=(2, 3), keepdim=True)
-            x = torch.where(bmx > 0, x * (mx / torch.where(bmx > 0, bmx, torch.ones_like(bmx))), x)
-            offset = _taylor_offset(torch.log(torch.clamp(x, min=1e-10)), px, py, torch)
-        else:
-            inside = _quarter_inside(px, py, h, w)
-            g = lambda yy, xx: _gather(hm, yy.clamp(0, h - 1), xx.clamp(0, w - 1))  # noqa: E731
-            dx = torch.sign(g(py, px + 1) - g(py, px - 1))
-            dy = torch.sign(g(py + 1, px) - g(py - 1, px))
-            offset = 0.25 * torch.stack([torch.where(inside, dx, 0.0), torch.where(inside, dy, 0.0)], dim=-1)
-        coords = torch.where(ok[..., None], coords + offset, torch.zeros_like(coords))
-        return self._to_crop(coords), scores
+        g1 = torch.from_numpy(cv2.getGaussianKernel(self.blur_kernel, 0).astype(np.float32)[:, 0]).to(hm.device)
+        pad = (self.blur_kernel - 1) // 2
+        x = hm.reshape(b * k, 1, h, w)
+        x = torch.nn.functional.conv2d(x, g1.view(1, 1, -1, 1), padding=(pad, 0))
+        x = torch.nn.functional.conv2d(x, g1.view(1, 1, 1, -1), padding=(0, pad)).reshape(b, k, h, w)
+        mx = hm.amax(dim=(2, 3), keepdim=True)
+        bmx = x.amax(dim=(2, 3), keepdim=True)
+        x = torch.where(bmx > 0, x * (mx / torch.where(bmx > 0, bmx, torch.ones_like(bmx))), x)
+        return torch.log(torch.clamp(x, min=1e-10))
 
     def _to_crop(self, coords_hm: Any) -> Any:
         """Heatmap px -> crop px (same origin, per-axis stride)."""
         sx, sy = self.stride
-        if _is_torch(coords_hm):
+        if is_torch(coords_hm):
             import torch
 
             return coords_hm * torch.tensor([sx, sy], dtype=coords_hm.dtype, device=coords_hm.device)
@@ -240,7 +170,7 @@ class HeatmapCodec:
         idx = list(flip_index)
         if len(idx) != heatmaps.shape[1]:
             raise ValueError(f"flip_back: flip_index has {len(idx)} entries for {heatmaps.shape[1]} channels")
-        if _is_torch(heatmaps):
+        if is_torch(heatmaps):
             import torch
 
             out = torch.flip(heatmaps, dims=[3])[:, idx]
@@ -252,55 +182,3 @@ class HeatmapCodec:
             out = np.concatenate([out[..., :1], out[..., :-1]], axis=3)
         return np.ascontiguousarray(out)
 
-
-def _quarter_inside(px: Any, py: Any, h: int, w: int) -> Any:
-    """Where the +-0.25 shift applies: ``1 < px < w - 1 and 1 < py < h - 1`` (numpy or torch (B, K)).
-
-    HRNet ``lib/core/inference.py`` ``get_final_preds`` tests both axes at once: a peak on
-    the first two rows/columns or the last one is not moved on either axis.
-    """
-    return (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
-
-
-def _gather(hm: Any, yy: Any, xx: Any) -> Any:
-    """``hm[b, k, yy[b, k], xx[b, k]]`` for torch tensors (B, K, h, w) and index tensors (B, K)."""
-    w = hm.shape[3]
-    flat = hm.reshape(hm.shape[0], hm.shape[1], -1)
-    return flat.gather(2, (yy * w + xx).unsqueeze(-1)).squeeze(-1)
-
-
-def _taylor_offset(logs: Any, px: Any, py: Any, xp: Any) -> Any:
-    """DARK's second-order Taylor step at integer ``(px, py)`` on log-heatmaps ``(B, K, h, w)``.
-
-    ``xp`` is ``numpy`` or ``torch``; both paths compute the same expressions so that
-    numpy and torch decoding agree. Points within 2 px of the border are not refined.
-    """
-    b, k, h, w = logs.shape
-    is_np = xp is np
-
-    def at(dy: int, dx: int) -> Any:
-        yy, xx = py + dy, px + dx
-        if is_np:
-            bi, ki = np.meshgrid(np.arange(b), np.arange(k), indexing="ij")
-            return logs[bi, ki, np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)].astype(np.float64)
-        return _gather(logs, yy.clamp(0, h - 1), xx.clamp(0, w - 1)).double()
-
-    c = at(0, 0)
-    dx = 0.5 * (at(0, 1) - at(0, -1))
-    dy = 0.5 * (at(1, 0) - at(-1, 0))
-    dxx = 0.25 * (at(0, 2) - 2 * c + at(0, -2))
-    dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
-    dyy = 0.25 * (at(2, 0) - 2 * c + at(-2, 0))
-    det = dxx * dyy - dxy**2
-    inside = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2) & (det != 0)
-    safe = xp.where(inside, det, xp.ones_like(det))
-    # offset = -H^-1 g with H^-1 = [[dyy, -dxy], [-dxy, dxx]] / det
-    ox = -(dyy * dx - dxy * dy) / safe
-    oy = -(-dxy * dx + dxx * dy) / safe
-    if is_np:
-        off = np.stack([np.where(inside, ox, 0.0), np.where(inside, oy, 0.0)], axis=-1)
-        return off.astype(np.float32)
-    import torch
-
-    off = torch.stack([torch.where(inside, ox, 0.0), torch.where(inside, oy, 0.0)], dim=-1)
-    return off.float()

@@ -22,9 +22,14 @@ convention; zero padding equals ``BORDER_CONSTANT 0`` (the canvas padding is zer
 too, so padding images of different sizes to one canvas changes nothing). The
 crops differ only by OpenCV's arithmetic: its uint8 rounding (the GPU crop stays
 float: half a grey level) and, in OpenCV 4, sampling positions quantised to 1/32 px
-(a few grey levels on sharp edges; mean 0.26, max ~5 on coco-mini); targets are the
-same Gaussians up to float32 rounding (< 1e-6). tests/test_gpu_pipeline.py checks
-both on real images.
+(a few grey levels on sharp edges; mean 0.26, max ~5 on coco-mini); targets come
+from the codec's own code (``codec_ops.gaussian_heatmaps``, torch instead of numpy:
+equal up to the last float64 bit of ``exp``) and the input normalisation is
+``transforms.to_input_array``'s. tests/test_gpu_pipeline.py checks both on real images.
+
+Modules: :mod:`hsrpose.data.gpu_decode` (decode), :mod:`hsrpose.data.gpu_warp`
+(warp, keypoints); this one holds the worker half (dataset, collate, loader) and the
+device half (:class:`GpuBatchBuilder`) that puts them together.
 
 Flip: ``transforms.crop_matrix`` already folds SimpleBaseline's "flip the image,
 mirror the center, crop" into ``M``, so the warp does the flip for free; what is
@@ -39,23 +44,18 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from hsrpose.codec import HeatmapCodec
+from hsrpose.codec_ops import gaussian_heatmaps
 from hsrpose.data.dataset import TopDownDataset
 from hsrpose.data.geometry import invert_affine
-from hsrpose.data.imageio import ImageReadError, imdecode_flags, read_image_bgr, read_image_bytes
-from hsrpose.data.transforms import IMAGENET_MEAN, IMAGENET_STD, CropParams, crop_matrix
+from hsrpose.data.gpu_decode import decode_jpegs, gpu_decode_available
+from hsrpose.data.gpu_warp import keypoints_to_crop_batch, pad_to_canvas, upload, warp_crops
+from hsrpose.data.imageio import ImageReadError, read_image_bgr, read_image_bytes
+from hsrpose.data.transforms import CropParams, crop_matrix, to_input_array
 
 __all__ = [
-    "affine_to_theta",
-    "warp_crops",
-    "pad_to_canvas",
-    "keypoints_to_crop_batch",
-    "gaussian_targets",
-    "gpu_decode_available",
-    "decode_jpegs",
     "GpuSampleDataset",
     "collate_gpu_samples",
     "GpuBatch",
@@ -64,222 +64,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# --------------------------------------------------------------------------- geometry
-
-
-def _upload(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Host tensor -> ``device`` without stalling: a copy from pageable memory to a GPU waits
-    for the queued GPU work (the previous training step), one from pinned memory does not."""
-    if device.type != "cuda" or t.device.type == "cuda":
-        return t.to(device)
-    return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
-
-
-def affine_to_theta(m: torch.Tensor, image_hw: tuple[int, int], output_hw: tuple[int, int]) -> torch.Tensor:
-    """Pixel affine -> ``F.affine_grid`` theta, for ``align_corners=False``.
-
-    Args:
-        m: (B,2,3) image px -> crop px (pixel centres at integers).
-        image_hw: (H, W) of the image tensor sampled from (the padded canvas).
-        output_hw: (h, w) of the crop.
-    Returns:
-        theta (B,2,3) float64 mapping normalised crop coords -> normalised image
-        coords: ``theta = N_img @ M^-1 @ N_crop^-1`` with ``N(x) = (2x + 1)/W - 1``.
-    """
-    m = m.to(torch.float64)
-    b = m.shape[0]
-    h_img, w_img = image_hw
-    h_out, w_out = output_hw
-    bottom = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64, device=m.device).expand(b, 1, 3)
-    m_inv = torch.linalg.inv(torch.cat([m, bottom], dim=1))  # (B,3,3) crop px -> image px
-    # normalised crop coords -> crop px: x = (W/2) u + (W-1)/2
-    n_out_inv = torch.tensor(
-        [[w_out / 2.0, 0.0, (w_out - 1) / 2.0], [0.0, h_out / 2.0, (h_out - 1) / 2.0], [0.0, 0.0, 1.0]],
-        dtype=torch.float64, device=m.device,
-    )  # fmt: skip
-    # image px -> normalised image coords: u = (2/W) x + 1/W - 1
-    n_img = torch.tensor(
-        [[2.0 / w_img, 0.0, 1.0 / w_img - 1.0], [0.0, 2.0 / h_img, 1.0 / h_img - 1.0]],
-        dtype=torch.float64, device=m.device,
-    )  # fmt: skip
-    return n_img @ m_inv @ n_out_inv
-
-
-def warp_crops(images: torch.Tensor, m: torch.Tensor, output_hw: tuple[int, int]) -> torch.Tensor:
-    """Batched equivalent of ``geometry.warp_crop`` (bilinear, zero border).
-
-    Args:
-        images: (B,C,H,W) floating point; sample ``i`` is cropped from ``images[i]``.
-        m: (B,2,3) image px -> crop px.
-        output_hw: (h, w).
-    Returns:
-        (B,C,h,w) crops, same dtype as ``images`` (not rounded).
-    """
-    b, c, h, w = images.shape
-    # theta is computed where m lives (the CPU for loader batches: no tiny GPU kernels).
-    theta = _upload(affine_to_theta(m, (h, w), output_hw).to(torch.float32), images.device)
-    grid = F.affine_grid(theta, [b, c, *output_hw], align_corners=False)
-    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def pad_to_canvas(images: Sequence[torch.Tensor], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Stack (C,H_i,W_i) images into one zero-padded (B,C,Hmax,Wmax) canvas (top-left aligned).
-
-    Zero padding is what ``BORDER_CONSTANT 0`` samples outside an image, so crops
-    taken from the canvas equal crops taken from each image alone.
-    """
-    if len(images) == 0:
-        raise ValueError("pad_to_canvas: no images")
-    c = images[0].shape[0]
-    h = max(int(im.shape[1]) for im in images)
-    w = max(int(im.shape[2]) for im in images)
-    canvas = torch.zeros((len(images), c, h, w), dtype=dtype, device=images[0].device)
-    for i, im in enumerate(images):
-        canvas[i, :, : im.shape[1], : im.shape[2]] = im
-    return canvas
-
-
-def keypoints_to_crop_batch(
-    keypoints: torch.Tensor, m: torch.Tensor, flipped: torch.Tensor, flip_index: Sequence[int] | torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batched ``transforms.keypoints_to_crop``: image px -> crop px, left/right swap when flipped.
-
-    Args:
-        keypoints: (B,K,3) ``(x, y, v)`` in original (unflipped) image px.
-        m: (B,2,3) image px -> crop px (flip folded in, as ``transforms.crop_matrix``).
-        flipped: (B,) bool.
-        flip_index: channel permutation of a flip (``KeypointInfo.flip_index``; a long
-            tensor already on the device saves a host->device copy).
-    Returns:
-        (B,K,2) float64 crop px and (B,K) bool "labelled" (``v > 0``).
-    """
-    kp = keypoints.to(torch.float64)
-    m = m.to(torch.float64)
-    # Same arithmetic as geometry.apply_affine (x' = A p + t), in float64 so that
-    # the integer rounding of the Gaussian centre agrees with the CPU codec.
-    xy = torch.einsum("bij,bkj->bki", m[:, :, :2], kp[..., :2]) + m[:, None, :, 2]
-    labelled = kp[..., 2] > 0
-    perm = torch.as_tensor(flip_index, dtype=torch.long, device=kp.device)
-    sel = flipped.to(device=kp.device, dtype=torch.bool)[:, None]
-    xy = torch.where(sel[..., None], xy[:, perm], xy)
-    labelled = torch.where(sel, labelled[:, perm], labelled)
-    return xy, labelled
-
-
-def gaussian_targets(
-    keypoints_crop: torch.Tensor,
-    labelled: torch.Tensor,
-    input_hw: tuple[int, int],
-    heatmap_hw: tuple[int, int],
-    sigma: float = 2.0,
-    dark: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batched ``HeatmapCodec.encode``, vectorised over B and K (same numbers, float32 rounding apart).
-
-    ``dark=False`` (SimpleBaseline/HRNet ``generate_target``): ``mu = int(kp / stride
-    + 0.5)`` (C-style truncation, also for negative values), a window ``[int(mu -
-    3 sigma), int(mu + 3 sigma + 1))`` holding ``exp(-d^2 / (2 sigma^2))`` around the
-    window's centre cell, zero elsewhere; weight 0 when the window misses the map.
-    ``dark=True``: the Gaussian is centred on the exact ``kp / stride`` over the whole
-    map; weight 0 when its 3-sigma square misses the map. Unlabelled or non-finite
-    joints get weight 0 and an all-zero heatmap.
-
-    The 2-D Gaussian is separable, so it is built as the outer product of two
-    1-D Gaussians (float64, rounded to float32): (B,K,h+w) exps instead of (B,K,h*w).
-
-    Args:
-        keypoints_crop: (B,K,2) crop px (float64 preferred: the rounding of mu follows it).
-        labelled: (B,K) bool.
-    Returns:
-        targets (B,K,h,w) float32 and target_weight (B,K) float32.
-    """
-    # Only scalars and on-device ops here: a host->device copy would stall the stream.
-    dev = keypoints_crop.device
-    kp = keypoints_crop.to(torch.float64)
-    finite = torch.isfinite(kp).all(dim=-1)
-    kp = torch.where(finite[..., None], kp, torch.zeros_like(kp))
-    radius = sigma * 3.0
-    size = 2.0 * radius + 1.0
-    inside = finite
-    gauss = []
-    # axis 0 = x (heatmap width), 1 = y; the stride per axis as the codec's (input / heatmap).
-    for d, (n, n_in) in enumerate([(heatmap_hw[1], input_hw[1]), (heatmap_hw[0], input_hw[0])]):
-        c = kp[..., d] / (n_in / n)
-        coords = torch.arange(n, dtype=torch.float64, device=dev)
-        if dark:
-            centre = c
-            inside = inside & (c - radius < n) & (c + radius >= 0)
-            in_win = None
-        else:
-            mu = torch.trunc(c + 0.5)  # python int() of a float
-            lo = torch.trunc(mu - radius)  # window [lo, br) in heatmap px
-            br = torch.trunc(mu + radius + 1.0)
-            inside = inside & (lo < n) & (br >= 0)
-            # np.arange(0, size) has ceil(size) cells; the reference's slices stop there.
-            hi = torch.minimum(br, lo + float(np.ceil(size)))
-            centre = lo + float(size // 2)
-            in_win = (coords >= lo[..., None]) & (coords < hi[..., None])
-        g = torch.exp(-((coords - centre[..., None]) ** 2) / (2.0 * sigma**2))  # (B,K,n)
-        if in_win is not None:
-            g = torch.where(in_win, g, 0.0)
-        gauss.append(g.to(torch.float32))
-    weight = (labelled.to(dev) & inside).to(torch.float32)
-    gx, gy = gauss
-    targets = gy[..., :, None] * gx[..., None, :] * weight[..., None, None]
-    return targets, weight
-
-
-# --------------------------------------------------------------------------- decode
-
-
-def gpu_decode_available() -> bool:
-    """True when ``torchvision.io.decode_jpeg`` can decode on CUDA here."""
-    if not torch.cuda.is_available():
-        return False
-    try:
-        from torchvision.io import decode_jpeg  # noqa: F401
-    except Exception:  # torchvision missing, or built against another torch
-        return False
-    return True
-
-
-def decode_jpegs(data: Sequence[torch.Tensor], device: torch.device, use_gpu: bool) -> list[torch.Tensor | None]:
-    """Encoded images (1-D uint8 CPU tensors) -> (3,H,W) uint8 **RGB** on ``device``; None where undecodable.
-
-    ``use_gpu``: nvJPEG via ``torchvision.io.decode_jpeg(device='cuda')`` (one batched
-    call; a file it refuses -- CMYK, PNG, corrupt -- is retried alone, then with OpenCV).
-    Otherwise OpenCV decodes on the CPU (as ``read_image_bgr``: EXIF orientation ignored,
-    like nvJPEG and the reference) and the image is uploaded. The caller compares sizes
-    with the annotation file and falls back to ``read_image_bgr`` for its error.
-    """
-    import cv2
-
-    out: list[torch.Tensor | None] = [None] * len(data)
-    todo = list(range(len(data)))
-    if use_gpu and todo:
-        from torchvision.io import ImageReadMode, decode_jpeg
-
-        try:
-            for i, im in zip(todo, decode_jpeg([data[i] for i in todo], mode=ImageReadMode.RGB, device=device)):
-                out[i] = im
-            todo = []
-        except Exception:  # one bad file fails the batched call
-            for i in list(todo):
-                try:
-                    out[i] = decode_jpeg(data[i], mode=ImageReadMode.RGB, device=device)
-                    todo.remove(i)
-                except Exception:
-                    pass
-    for i in todo:
-        img = cv2.imdecode(data[i].numpy(), imdecode_flags(exif_orientation=False))  # dataset: stored pixels
-        if img is not None:
-            out[i] = torch.from_numpy(img).to(device, non_blocking=True).permute(2, 0, 1).flip(0)  # BGR -> RGB
-    return out
-
-
 # --------------------------------------------------------------------------- CPU side
-
-
 
 
 class GpuSampleDataset(Dataset):
@@ -386,8 +171,6 @@ class GpuSampleDataset(Dataset):
         }
 
 
-
-
 _LIST_KEYS = ("data", "path", "error")
 
 
@@ -445,7 +228,8 @@ class GpuBatchBuilder:
 
     ``builder(batch)``: decode (nvJPEG on CUDA when torchvision is importable, else
     OpenCV + upload), pad into one zero canvas, ``warp_crops`` with ``batch["M"]``,
-    normalise, keypoints -> crop (flip swap), :func:`gaussian_targets`. Works on CPU
+    normalise, keypoints -> crop (flip swap), :func:`~hsrpose.codec_ops.gaussian_heatmaps`
+    (the codec's own target code). Works on CPU
     tensors too (slowly), which is how the equivalence tests run.
 
     Args:
@@ -472,11 +256,6 @@ class GpuBatchBuilder:
         self._flip_perm = torch.tensor(self.flip_index, dtype=torch.long, device=self.device)
         self.channels_last = channels_last
         self.gpu_decode = (gpu_decode_available() and self.device.type == "cuda") if gpu_decode is None else gpu_decode
-        # (x/255 - mean)/std folded into one multiply-add per pixel.
-        std = torch.tensor(IMAGENET_STD, dtype=torch.float32)
-        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)
-        self._scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(self.device)
-        self._shift = (-mean / std).view(1, 3, 1, 1).to(self.device)
         self.bad_images = 0  # samples dropped here (undecodable image), for the logs
         # One float32 canvas holds the whole batch (~1.3 GB for 256 COCO images); batches of
         # bigger images are warped in several canvases instead.
@@ -490,7 +269,7 @@ class GpuBatchBuilder:
         encoded = [i for i, d in enumerate(data) if valid[i] and d.ndim == 1]
         for i, d in enumerate(data):
             if valid[i] and d.ndim == 3:  # decoded in the worker: (H,W,3) BGR
-                out[i] = _upload(d, self.device).permute(2, 0, 1).flip(0)
+                out[i] = upload(d, self.device).permute(2, 0, 1).flip(0)
         for i, im in zip(encoded, decode_jpegs([data[i] for i in encoded], self.device, self.gpu_decode)):
             want = tuple(int(v) for v in batch["image_hw"][i])
             if im is None or tuple(im.shape[1:]) != want:
@@ -519,15 +298,15 @@ class GpuBatchBuilder:
 
     def __call__(self, batch: dict[str, Any]) -> GpuBatch:
         crops, ok = self.crops(batch)
-        images = crops * self._scale + self._shift
+        images = to_input_array(crops, source_order="RGB", channels_first=True)  # the CPU path's normalisation
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        valid = _upload(ok, self.device)
-        kp = _upload(batch["keypoints"], self.device)
-        m = _upload(batch["M"], self.device)
-        flipped = _upload(batch["flipped"], self.device)
+        valid = upload(ok, self.device)
+        kp = upload(batch["keypoints"], self.device)
+        m = upload(batch["M"], self.device)
+        flipped = upload(batch["flipped"], self.device)
         xy, labelled = keypoints_to_crop_batch(kp, m, flipped, self._flip_perm)
-        targets, weight = gaussian_targets(
+        targets, weight = gaussian_heatmaps(
             xy, labelled & valid[:, None], self.input_hw, self.heatmap_hw, self.codec.sigma, self.codec.dark
         )
         return GpuBatch(images=images, targets=targets, target_weight=weight, valid=valid)

@@ -41,14 +41,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from hsrpose.data.keypoints import COCO_KEYPOINTS
-from hsrpose.data.synthetic import (
-    Figure,
-    Occluder,
-    _coco_categories,
-    _sample_background,
-    render_scene,
-    sample_figure,
-)
+from hsrpose.data.synthetic import _coco_categories
+from hsrpose.data.synthetic_figures import Figure, Occluder, _sample_background, sample_figure
+from hsrpose.data.synthetic_render import render_scene
 from hsrpose.utils.io import atomic_write_json
 from hsrpose.utils.videoio import AtomicVideoWriter
 

@@ -1,7 +1,7 @@
 """Network input normalisation and the training augmentation of a top-down crop.
 
 No torch at module level: :func:`to_input_array` and the augmentation serve
-torch-free deployments too; :func:`to_input_tensor` imports torch when called.
+torch-free deployments too; :func:`to_input_array` takes tensors as well.
 
 The augmentation reproduces SimpleBaseline's / HRNet's ``JointsDataset``: the
 random draws (half-body, scale, rotation, flip, in that order) give a crop
@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hsrpose.codec_ops import is_torch
 from hsrpose.data.config import AugmentConfig
 from hsrpose.data.geometry import apply_affine, crop_affine
 
@@ -25,7 +26,6 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "to_input_array",
-    "to_input_tensor",
     "CropParams",
     "sample_crop_params",
     "half_body_box",
@@ -38,53 +38,56 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-def _stack_crops(crops_bgr: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-    arr = np.stack(list(crops_bgr)) if not isinstance(crops_bgr, np.ndarray) else crops_bgr
+def _stack_crops(crops: np.ndarray | Sequence[np.ndarray], channels_first: bool) -> np.ndarray:
+    arr = np.stack(list(crops)) if not isinstance(crops, np.ndarray) else crops
     if arr.ndim == 3:
         arr = arr[None]
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"expected BGR crops (N, H, W, 3) or (H, W, 3), got shape {arr.shape}")
+    if arr.ndim != 4 or arr.shape[1 if channels_first else -1] != 3:
+        want = "(N, 3, H, W) or (3, H, W)" if channels_first else "(N, H, W, 3) or (H, W, 3)"
+        raise ValueError(f"expected crops {want}, got shape {arr.shape}")
     return arr
 
 
 def to_input_array(
-    crops_bgr: np.ndarray | Sequence[np.ndarray],
+    crops: Any,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     value_scale: float = 1.0 / 255.0,
     channel_order: str = "RGB",
-) -> np.ndarray:
-    """BGR uint8 crops ``(N, H, W, 3)`` (or a list / one crop) -> float32 ``(N, 3, H, W)``.
+    *,
+    source_order: str = "BGR",
+    channels_first: bool = False,
+    device: Any = None,
+) -> Any:
+    """Crops -> float32 network input ``(N, 3, H, W)``: the one input normalisation.
 
     ``((x * value_scale) - mean) / std`` per channel in ``channel_order``; the defaults are
-    the training normalisation (ImageNet RGB). An ONNX export's metadata may name others.
+    the training normalisation (ImageNet RGB), an export's preprocessing metadata
+    (``inference.onnx_backend.Preprocessing``) may name others. ``crops`` are in
+    ``source_order`` (BGR: OpenCV images), ``(N, H, W, 3)`` / a list / one crop, or
+    ``(N, 3, H, W)`` with ``channels_first``; any dtype. numpy in -> numpy out; a torch
+    tensor in -> a tensor out, computed on ``device`` (default: the tensor's own), so
+    uint8 can be shipped to the GPU first. Both compute the same float32 expressions.
     """
-    arr = _stack_crops(crops_bgr)
-    x = arr[..., ::-1] if channel_order.upper() == "RGB" else arr
-    # Divide by 1/value_scale (255 exactly for the default) so the numbers equal to_input_tensor's.
-    x = x.astype(np.float32) / np.float32(1.0 / value_scale)
-    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    flip = source_order.upper() != channel_order.upper()
+    # Divide by 1/value_scale (255 exactly for the default): the numbers of the reference.
+    divisor = 1.0 / value_scale
+    if is_torch(crops):
+        import torch
 
-
-def to_input_tensor(crops_bgr: Any, device: Any = None) -> Any:
-    """BGR uint8 crops ``(N, H, W, 3)`` (numpy, list, or a uint8 tensor) -> float32 tensor ``(N, 3, H, W)``.
-
-    Same numbers as :func:`to_input_array`; the arithmetic runs on ``device`` (default: the
-    input's device for a tensor, else CPU), so uint8 can be shipped to the GPU first.
-    """
-    import torch
-
-    if isinstance(crops_bgr, torch.Tensor):
-        t = crops_bgr if crops_bgr.ndim == 4 else crops_bgr.unsqueeze(0)
-    else:
-        t = torch.from_numpy(np.ascontiguousarray(_stack_crops(crops_bgr)))
-    if device is not None:
-        t = t.to(device, non_blocking=True)
-    t = t.permute(0, 3, 1, 2).flip(1).float().div_(255.0)  # BGR -> RGB
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=t.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=t.device).view(1, 3, 1, 1)
-    return ((t - mean) / std).contiguous()
+        t = crops if crops.ndim == 4 else crops.unsqueeze(0)
+        if device is not None:
+            t = t.to(device, non_blocking=True)
+        t = t if channels_first else t.permute(0, 3, 1, 2)
+        t = (t.flip(1) if flip else t).float() / divisor
+        m = torch.tensor(mean, dtype=torch.float32, device=t.device).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32, device=t.device).view(1, 3, 1, 1)
+        return ((t - m) / s).contiguous()
+    arr = _stack_crops(crops, channels_first)
+    x = arr if channels_first else arr.transpose(0, 3, 1, 2)
+    x = (x[:, ::-1] if flip else x).astype(np.float32) / np.float32(divisor)
+    x = (x - np.asarray(mean, np.float32).reshape(3, 1, 1)) / np.asarray(std, np.float32).reshape(3, 1, 1)
+    return np.ascontiguousarray(x)
 
 
 @dataclass(frozen=True)

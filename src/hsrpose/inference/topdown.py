@@ -13,18 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from hsrpose.codec_ops import is_torch
 from hsrpose.data.geometry import apply_affine
 
 __all__ = ["predict_heatmaps", "heatmaps_to_image", "flip_images"]
 
 
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
 def flip_images(images: Any) -> Any:
     """Mirror a batch (B,3,H,W) along the width axis (numpy -> contiguous numpy, torch -> torch)."""
-    if _is_torch(images):
+    if is_torch(images):
         import torch
 
         return torch.flip(images, dims=[3])
@@ -79,7 +76,7 @@ def heatmaps_to_image(heatmaps: Any, M_inv: Any, codec: Any) -> tuple[np.ndarray
 
 
 def _to_numpy(x: Any) -> np.ndarray:
-    if _is_torch(x):
+    if is_torch(x):
         import torch
 
         x = x.detach()
