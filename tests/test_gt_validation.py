@@ -199,7 +199,7 @@ def test_failing_validation_does_not_lose_the_epoch(
     def failing_validation(*args: Any, **kwargs: Any) -> dict[str, float]:
         raise HsrposeError("validation failed on purpose")
 
-    monkeypatch.setattr(engine, "_validate", failing_validation)
+    monkeypatch.setattr(engine, "validate", failing_validation)
     cfg = small_cfg(coco_mini, val_with_bad_record, tmp_path / "run", f"data.val_ann={val_with_bad_record}",
                     f"data.val_images={coco_mini / 'train2017'}", "eval_interval=1", "train_subset=4")  # fmt: skip
     with pytest.raises(HsrposeError, match="on purpose"):
