@@ -252,27 +252,14 @@ def _run_images(
 
 
 def _frames(cap: Any) -> Iterator[tuple[int, Any]]:
-    """(index, BGR frame) of a capture; an undecodable frame is reported and skipped.
-
-    ``cap.read()`` returns False both at the end and on a broken frame: with a known
-    frame count, failures before the end are skipped (up to 25 in a row) and the
-    index keeps counting, so frame indices stay those of the file.
-    """
+    """(index, BGR frame) of a capture; an undecodable frame is reported and skipped
+    (:func:`hsrpose.inference.video.read_frames`, the reader ``--track`` uses too)."""
     import cv2
 
+    from hsrpose.inference.video import read_frames
+
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    index = failures = 0
-    while True:
-        ok, frame = cap.read()
-        if ok and frame is not None:
-            failures = 0
-            yield index, frame
-        else:
-            if total <= 0 or index >= total - 1 or failures >= 25:
-                return
-            failures += 1
-            _report(f"video frame {index} could not be decoded; skipped")
-        index += 1
+    yield from read_frames(cap, total, lambda index: _report(f"video frame {index} could not be decoded; skipped"))
 
 
 def _run_video(
