@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "benchmarks")]
 
 from eval_speed import build, find_coco_mini  # noqa: E402
-from test_cocoeval import ANN, CASES, make_results, pycocotools_reference  # noqa: E402
+from test_cocoeval import ANN, CASES, FACE_SIGMAS, face_case, make_results, pycocotools_reference  # noqa: E402
 
 from hsrpose.evaluation.cocoeval import BACKENDS, METRIC_NAMES, score_results  # noqa: E402
 
@@ -98,19 +98,8 @@ def build_cases(gt: dict[str, Any], work: Path, sizes: list[int]) -> list[tuple[
     cases.append(("entries_with_bbox", gt_path, [dict(r, bbox=[float(v) for v in rng.uniform(10, 200, 4)]) for r in base], None))
     cases.append(("sigmas_0.05_x17", gt_path, make_results(gt, noise=0.04, seed=9), np.full(17, 0.05)))
     # The 5-keypoint face set of test_custom_keypoint_set_with_sigmas, with its own sigmas.
-    keep = 5
-    face = copy.deepcopy(gt)
-    face["categories"][0]["keypoints"] = face["categories"][0]["keypoints"][:keep]
-    face["categories"][0]["skeleton"] = []
-    for a in face["annotations"]:
-        a["keypoints"] = a["keypoints"][: 3 * keep]
-        a["num_keypoints"] = sum(1 for v in a["keypoints"][2::3] if v > 0)
-    face_path = work / "face.json"
-    face_path.write_text(json.dumps(face))
-    face_res = make_results(face, noise=0.02, dup=0.2, seed=3)
-    for r in face_res:
-        r["keypoints"] = r["keypoints"][: 3 * keep]
-    cases.append(("custom_5_keypoints_sigmas", face_path, face_res, np.array([0.05, 0.04, 0.04, 0.06, 0.06])))
+    face_path, face_res = face_case(gt, work)
+    cases.append(("custom_5_keypoints_sigmas", face_path, face_res, FACE_SIGMAS))
     cases.append(("empty_results", gt_path, [], None))
     for copies in sizes:
         big_gt, big_res = build(gt, copies, 20, seed=copies)

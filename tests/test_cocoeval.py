@@ -146,21 +146,31 @@ def test_noise_lowers_ap(gt: dict[str, Any]) -> None:
     assert aps == sorted(aps, reverse=True) and aps[-1] < 0.05
 
 
-def test_custom_keypoint_set_with_sigmas(gt: dict[str, Any], gt_path: Path, tmp_path: Path) -> None:
-    """A 5-keypoint set (the face) with its own sigmas, scored the same way by both backends."""
-    keep = 5
+FACE_SIGMAS = np.array([0.05, 0.04, 0.04, 0.06, 0.06])
+
+
+def face_case(gt: dict[str, Any], folder: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The first 5 keypoints (the face) as a custom keypoint set: its ground-truth file in
+    ``folder`` and noisy results with duplicates (scored with :data:`FACE_SIGMAS`)."""
+    keep = len(FACE_SIGMAS)
     sub = copy.deepcopy(gt)
     sub["categories"][0]["keypoints"] = sub["categories"][0]["keypoints"][:keep]
     sub["categories"][0]["skeleton"] = []
     for a in sub["annotations"]:
         a["keypoints"] = a["keypoints"][: 3 * keep]
         a["num_keypoints"] = sum(1 for v in a["keypoints"][2::3] if v > 0)
-    sub_path = tmp_path / "face.json"
+    sub_path = folder / "face.json"
     sub_path.write_text(json.dumps(sub))
     results = make_results(sub, noise=0.02, dup=0.2, seed=3)
     for r in results:
         r["keypoints"] = r["keypoints"][: 3 * keep]
-    sigmas = np.array([0.05, 0.04, 0.04, 0.06, 0.06])
+    return sub_path, results
+
+
+def test_custom_keypoint_set_with_sigmas(gt: dict[str, Any], gt_path: Path, tmp_path: Path) -> None:
+    """A 5-keypoint set (the face) with its own sigmas, scored the same way by both backends."""
+    sub_path, results = face_case(gt, tmp_path)
+    sigmas = FACE_SIGMAS
     ref = pycocotools_reference(sub_path, results, sigmas=sigmas)
     assert score_results(sub_path, results, sigmas=sigmas) == ref
     assert score_results(sub_path, results, sigmas=sigmas, backend="pycocotools") == ref
