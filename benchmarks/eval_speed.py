@@ -18,6 +18,10 @@ check is made and cached, keyed by the file's path, size and mtime), then as eve
 run on the same ground truth does (hotcoco reads both files itself, the results are
 checked without building a Python object per entry: ``hsrpose.evaluation.fast_score``).
 
+Each command runs ``--repeat`` times, round-robin (the first-run row with its cache emptied
+before each time); the table gives the median wall and CPU seconds (CPU: user + system of
+the process and its children, which includes the child process that checks the results file).
+
     PYTHONPATH=src python benchmarks/eval_speed.py            # 100,800 detections on 5,040 images
     PYTHONPATH=src python benchmarks/eval_speed.py --copies 5 # quick check
 """
@@ -156,6 +160,7 @@ def main() -> None:
     ap.add_argument("--dets-per-image", type=int, default=20, help="results per image (COCOeval keeps 20)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="where to write the two JSON files (default: a temp folder)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per command; the table shows medians")
     args = ap.parse_args()
 
     src = json.loads((find_coco_mini() / "annotations" / "person_keypoints_train2017.json").read_text())
@@ -168,15 +173,21 @@ def main() -> None:
     n_gt = sum(1 for a in gt["annotations"] if not a.get("iscrowd", 0) and a["num_keypoints"] > 0)
     print(f"images {len(gt['images'])}, ground-truth persons with keypoints {n_gt}, detections {len(results)}")
 
+    # Bytecode for hsrpose's modules, as pip writes it for an installed package (pycocotools, hotcoco
+    # and numpy have theirs): a source checkout run with PYTHONDONTWRITEBYTECODE would otherwise
+    # compile them again in every timed process.
+    import hsrpose
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(hsrpose.__file__).parent)], check=True)
     files = [str(gt_path), str(res_path)]
     score = [sys.executable, "-m", "hsrpose.cli", "score", "--gt", files[0], "--results", files[1], "--digits", "17"]
     runs: list[tuple[str, list[str]]] = [("pycocotools", [sys.executable, "-c", PYCOCOTOOLS_SCRIPT, *files])]
     runs.append(("hsrpose score --backend pycocotools", [*score, "--backend", "pycocotools"]))
     # A cache of our own, empty at first: the first hotcoco run checks the ground truth and caches
     # the verdict, the second is every later run on the same ground-truth file.
-    shutil.rmtree(work / "cache", ignore_errors=True)
     os.environ["HSRPOSE_CACHE_DIR"] = str(work / "cache")
-    runs.append(("hsrpose score (hotcoco, first run on this ground truth)", [*score, "--backend", "hotcoco"]))
+    first_run = "hsrpose score (hotcoco, first run on this ground truth)"
+    runs.append((first_run, [*score, "--backend", "hotcoco"]))
     runs.append(("hsrpose score (hotcoco, ground-truth check cached)", [*score, "--backend", "hotcoco"]))
     for name, module, script in (("hotcoco", "hotcoco", HOTCOCO_SCRIPT), ("faster-coco-eval", "faster_coco_eval", FASTER_COCO_EVAL_SCRIPT)):
         if importlib.util.find_spec(module) is not None:
@@ -184,15 +195,27 @@ def main() -> None:
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min) on {os.cpu_count()} CPUs")
     timings: dict[str, tuple[float, float]] = {}
     numbers: dict[str, dict[str, str]] = {}
-    for name, cmd in runs:
-        wall, cpu, out = timed(cmd)
-        timings[name] = (wall, cpu)
-        numbers[name] = {f[-2]: f[-1] for f in (line.split() for line in out.splitlines()) if len(f) >= 2 and f[-2] in METRICS}
-        print(f"# {name}: wall {wall:.2f} s, CPU {cpu:.2f} s", file=sys.stderr, flush=True)
+    walls: dict[str, list[float]] = {name: [] for name, _ in runs}
+    cpus: dict[str, list[float]] = {name: [] for name, _ in runs}
+    # Round-robin: every round runs each command once, so a slow spell of a shared machine
+    # weighs on all rows alike rather than on one.
+    for r in range(args.repeat):
+        for name, cmd in runs:
+            if name == first_run:
+                shutil.rmtree(work / "cache", ignore_errors=True)
+            wall, cpu, out = timed(cmd)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+            got = {f[-2]: f[-1] for f in (line.split() for line in out.splitlines()) if len(f) >= 2 and f[-2] in METRICS}
+            if numbers.setdefault(name, got) != got:
+                sys.exit(f"{name}: numbers differ between repeats")
+            print(f"# round {r + 1}, {name}: wall {wall:.2f} s, CPU {cpu:.2f} s", file=sys.stderr, flush=True)
+    for name, _ in runs:
+        timings[name] = (float(np.median(walls[name])), float(np.median(cpus[name])))
 
     ref_wall, ref_cpu = timings["pycocotools"]
     ref = numbers["pycocotools"]
-    print(f"| scorer | wall s | CPU s | vs pycocotools (wall) | vs pycocotools (CPU) | ten numbers = pycocotools |")
+    print(f"| scorer (median of {args.repeat} runs) | wall s | CPU s | vs pycocotools (wall) | vs pycocotools (CPU) | ten numbers = pycocotools |")
     print("|---|---|---|---|---|---|")
     all_same = True
     for name, (wall, cpu) in timings.items():

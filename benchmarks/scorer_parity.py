@@ -8,7 +8,8 @@ replicated coco-mini sets of ``benchmarks/eval_speed.py`` up to 100k detections,
 also with its scores rounded to one decimal (massive ties).
 
 Backends: pycocotools used as its README shows (the reference), ``score_results``
-with each hsrpose backend (hotcoco, pycocotools), and faster-coco-eval's
+with each hsrpose backend (hotcoco, pycocotools) on the entries in memory, ``score_results``
+on two files as ``hsrpose score`` runs it (hotcoco reads both files), and faster-coco-eval's
 ``COCOeval_faster`` used the same way (no longer an hsrpose dependency; skipped
 when not installed). A cell says ``identical`` (all ten numbers bit-equal) or
 lists the metrics that differ with both values and the difference.
@@ -24,6 +25,7 @@ import contextlib
 import copy
 import io
 import json
+import os
 import sys
 import tempfile
 import time
@@ -70,10 +72,24 @@ def reference(gt_path: Path, results: list[dict[str, Any]], sigmas: np.ndarray |
     return pycocotools_reference(gt_path, results, sigmas)
 
 
+def score_files(gt_path: Path, results: list[dict[str, Any]], sigmas: np.ndarray | None) -> dict[str, float]:
+    """``hsrpose score``'s path: the results written to a file, both files read by hotcoco
+    (``hsrpose.evaluation.fast_score``; results over 8 MB are checked in a child process). Run
+    twice: the ground-truth check made and cached, then cached; both must give the same numbers."""
+    res_path = gt_path.parent / "results.json"
+    res_path.write_text(json.dumps(results))
+    first = score_results(gt_path, res_path, sigmas=sigmas)
+    second = score_results(gt_path, res_path, sigmas=sigmas)
+    if first != second:
+        raise AssertionError(f"fast path: first {first} != cached {second}")
+    return second
+
+
 def scorers() -> dict[str, Scorer]:
     out: dict[str, Scorer] = {
         f"hsrpose {b}": (lambda b: lambda g, r, s: score_results(g, r, sigmas=s, backend=b))(b) for b in BACKENDS
     }
+    out["hsrpose score (files)"] = score_files
     try:
         import faster_coco_eval  # noqa: F401
 
@@ -120,6 +136,7 @@ def main() -> None:
     names = list(scorers())
     rows: list[tuple[str, list[str]]] = []
     with tempfile.TemporaryDirectory(prefix="hsrpose_parity_") as tmp:
+        os.environ["HSRPOSE_CACHE_DIR"] = str(Path(tmp) / "cache")  # never the user's cache
         for case, gt_path, results, sigmas in build_cases(gt, Path(tmp), args.sizes):
             t0 = time.perf_counter()
             ref = reference(gt_path, results, sigmas)

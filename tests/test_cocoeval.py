@@ -394,3 +394,120 @@ def test_changed_ground_truth_is_checked_again(gt: dict[str, Any], tmp_path: Pat
     clean_file = tmp_path / "clean.json"
     clean_file.write_text(json.dumps(cleaned))
     assert m == pycocotools_reference(clean_file, results)
+
+
+# ------------------------------------------------------------------ the raw-byte check of results files
+
+
+def _scan_cases(results: list[dict[str, Any]]) -> dict[str, tuple[Any, tuple[int, int] | None]]:
+    """name -> (JSON value to write, the verdict scan_results_file must give)."""
+    n = len(results)
+    reordered = [{"keypoints": r["keypoints"], "score": r["score"], "image_id": r["image_id"], "category_id": 1}
+                 for r in results]  # fmt: skip
+    boxed_some = [dict(r, bbox=[1.0, 2.0, 3.0, 4.0]) if i % 3 == 0 else r for i, r in enumerate(results)]
+    return {
+        "uniform": (results, (n, 51)),
+        "two_layouts": (boxed_some, (n, 51)),  # not one template: each entry matched on its own
+        "other_key_order": (reordered, (n, 51)),
+        "ten_keypoints": ([dict(r, keypoints=r["keypoints"][:30]) for r in results], (n, 30)),
+        "short_entry": (_bad(results, 7, keypoints=[1.0] * 50), None),
+        "long_entry": (_bad(results, n - 1, keypoints=[1.0] * 54), None),
+        "empty_keypoints": (_bad(results, 3, keypoints=[]), None),
+        "no_keypoints": (_bad(results, 0, keypoints=_DROP), None),
+        "null_keypoints": (_bad(results, 5, keypoints=None), None),
+        "misspelled_key": ([{("keypoint" if i == 4 and k == "keypoints" else k): v for k, v in r.items()} for i, r in enumerate(results)], None),
+        "k_key_instead": ([dict(r, track_id=1) if i == 2 else r for i, r in enumerate(results)], None),
+        "string_value": (_bad(results, 2, note="keypoints"), None),
+        "nested_object": (_bad(results, 2, extra={"a": 1}), None),
+        "object_not_list": ({"results": results}, None),
+        "empty_list": ([], None),
+    }
+
+
+def test_scan_results_file_verdicts(gt: dict[str, Any], tmp_path: Path) -> None:
+    """The byte check proves exactly 'n entries, each with one keypoints array of L numbers' and
+    nothing weaker: every case hotcoco would score silently (short, long, empty, missing, null or
+    misspelled keypoints) is 'not proven' (None), so the full validator names the entry."""
+    from hsrpose.evaluation.results_scan import scan_results_file
+
+    results = make_results(gt, noise=0.02, dup=0.2, extra=15, seed=3)
+    for name, (value, expected) in _scan_cases(results).items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(value, indent=1 if name == "uniform" else None))
+        assert scan_results_file(path) == expected, name
+    (tmp_path / "blank.json").write_text("  \n")
+    assert scan_results_file(tmp_path / "blank.json") is None
+    assert scan_results_file(tmp_path / "missing.json") is None
+
+
+def test_scan_results_file_chunk_boundaries(gt: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading in chunks gives the whole-file verdict at every chunk size, wherever a chunk cuts a
+    "keypoints" key (sizes from the key's length up), leading blank lines included."""
+    import hsrpose.evaluation.results_scan as fs
+
+    results = make_results(gt, noise=0.02, seed=5)[:6]
+    path = tmp_path / "r.json"
+    path.write_text("\n" * 13 + json.dumps(results))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_bad(results, 4, keypoints=[1.0] * 48)))
+    for size in range(len(fs._KEY), 3 * len(fs._KEY) + 2):
+        monkeypatch.setattr(fs, "_CHUNK", size)
+        assert fs.scan_results_file(path) == (6, 51), size
+        assert fs.scan_results_file(bad) is None, size
+
+
+def test_results_scan_child_process(gt: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big files are scanned by a child process with the same verdicts; when the child cannot
+    start or fails, the scan runs in this process and the verdict is the same."""
+    import sys
+
+    from hsrpose.evaluation.fast_score import ResultsScan
+
+    monkeypatch.setattr(ResultsScan, "CHILD_MIN_BYTES", 0)
+    results = make_results(gt, noise=0.02, seed=6)
+    for name, (value, expected) in _scan_cases(results).items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(value))
+        with ResultsScan(path) as scan:
+            assert scan._proc is not None  # a child really ran
+            assert scan.result() == expected, name
+        assert scan._proc.returncode == 0
+    path = tmp_path / "uniform.json"
+    for broken in (str(tmp_path / "no-such-python"), "/bin/false"):
+        monkeypatch.setattr(sys, "executable", broken)
+        with ResultsScan(path) as scan:
+            assert scan.result() == (len(results), 51), broken
+            assert scan.ok(len(results), 17) and not scan.ok(len(results) + 1, 17) and not scan.ok(len(results), 10)
+
+
+def test_results_scan_child_reaped_on_error(gt: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leaving the context early (an exception while hotcoco loads) kills and reaps the child."""
+    from hsrpose.evaluation.fast_score import ResultsScan
+
+    monkeypatch.setattr(ResultsScan, "CHILD_MIN_BYTES", 0)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(make_results(gt, seed=7)))
+    with pytest.raises(RuntimeError), ResultsScan(path) as scan:
+        raise RuntimeError("hotcoco refused the ground truth")
+    assert scan._proc is not None and scan._proc.returncode is not None
+
+
+def test_fast_path_with_child_scan(gt: dict[str, Any], gt_path: Path, tmp_path: Path, fast_only: Path,
+                                   monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Scoring with the check in a child process (as for files over 8 MB): pycocotools' numbers for a
+    good file, and the full validator's one-line message for a file with one short keypoints array."""
+    from hsrpose.evaluation.fast_score import ResultsScan
+
+    monkeypatch.setattr(ResultsScan, "CHILD_MIN_BYTES", 0)
+    results = make_results(gt, noise=0.04, dup=0.3, extra=30, seed=8)
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(results))
+    bad.write_text(json.dumps(_bad(results, 11, keypoints=[2.0] * 48)))
+    ref = pycocotools_reference(gt_path, results)
+    assert score_results(gt_path, good) == ref  # caches the ground-truth check
+    capfd.readouterr()
+    assert main(["score", "--gt", str(gt_path), "--results", str(bad)]) == 1
+    err = capfd.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "entry 11" in err and "48" in err
+    _forbid_python_results(monkeypatch)
+    assert score_results(gt_path, good) == ref

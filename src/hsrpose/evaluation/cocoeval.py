@@ -7,14 +7,14 @@ its ten numbers were bit-identical to pycocotools on every case of
 ``tests/test_cocoeval.py`` (noise, drops, duplicates, false detections, ties, crowd
 regions, images without ground truth, custom sigmas, empty results) and on random
 sets of up to 100,800 detections, tied scores included (``benchmarks/scorer_parity.py``),
-and it is the fastest (``benchmarks/eval_speed.py``, 100,800 detections, CPU seconds
-on a loaded machine: pycocotools 17.5, hotcoco alone 0.73, faster-coco-eval 8.7,
-``hsrpose score`` 1.05 once its ground-truth check is cached, 1.44 on the first run).
+and it is the fastest (``benchmarks/eval_speed.py``, 100,800 detections on 2 cores,
+median wall seconds: pycocotools 12.58, hotcoco alone 0.49, faster-coco-eval 6.05,
+``hsrpose score`` 0.61 (20.5x) once its ground-truth check is cached, 1.00 on the first run).
 With two paths, hotcoco reads both files itself (:mod:`hsrpose.evaluation.fast_score`:
-cheap checks, no Python object per result); whatever those checks do not pass takes the
-full path below (Python reads and checks every entry), which names the bad entry.
-faster-coco-eval, the previous default, gave the same numbers but is 11x slower than
-hotcoco; it is no longer used. Pass ``backend="pycocotools"``
+cheap checks, no Python object per result, the byte check of the results in a child
+process); whatever those checks do not pass takes the full path below (Python reads and
+checks every entry), which names the bad entry. faster-coco-eval, the previous default,
+gave the same numbers but is 12x slower than hotcoco; it is no longer used. Pass ``backend="pycocotools"``
 (``hsrpose score --backend pycocotools``) for the reference.
 
 Ground truth goes through :func:`load_gt` first: records with bad values are
@@ -29,16 +29,21 @@ import io
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from hsrpose.data.coco import BadRecord, LoadReport, check_annotation, keypoint_counts
 from hsrpose.errors import DataError, HsrposeError
 from hsrpose.evaluation.results import keypoint_categories, load_results, validate_results
 from hsrpose.utils.io import read_json
+
+if TYPE_CHECKING:
+    from hsrpose.data.coco import LoadReport
+
+# hsrpose.data.coco (the record rules) is imported where it is used: ``hsrpose score`` on a
+# ground truth already checked never needs it, and importing it costs 15 ms per run.
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +71,20 @@ GroundTruth = str | os.PathLike[str] | Mapping[str, Any] | Any  # path, dataset 
 Results = str | os.PathLike[str] | Sequence[Mapping[str, Any]]
 
 
-def load_gt(gt: GroundTruth, use_area: bool = True) -> dict[str, Any]:
+def load_gt(gt: GroundTruth, use_area: bool = True, shown: Collection[str] = ()) -> dict[str, Any]:
     """Ground truth as a validated COCO dataset dict (``images``, ``annotations``, ``categories``).
 
     ``gt`` is a JSON path, a dataset dict, or a pycocotools / hotcoco ``COCO`` object (its
     ``.dataset`` is used). Annotations with bad values are left out, with one warning
     each (:func:`validate_gt`); a malformed file raises :class:`DataError` (JSON line and
     column, or the record index). ``use_area=False``: the scorer derives the area from the
-    box (CrowdPose), so the ``area`` field is not required.
+    box (CrowdPose), so the ``area`` field is not required. ``shown``: warning messages the user
+    has already read for this file (the data loader's, :attr:`LoadReport.logged`): not repeated.
     """
-    return _load_gt_report(gt, use_area)[0]
+    return _load_gt_report(gt, use_area, shown)[0]
 
 
-def _load_gt_report(gt: GroundTruth, use_area: bool = True) -> tuple[dict[str, Any], LoadReport]:
+def _load_gt_report(gt: GroundTruth, use_area: bool = True, shown: Collection[str] = ()) -> tuple[dict[str, Any], LoadReport]:
     """:func:`load_gt` and its :class:`LoadReport` (the warning is logged here)."""
     if isinstance(gt, (str, os.PathLike)):
         p = Path(gt)
@@ -97,14 +103,14 @@ def _load_gt_report(gt: GroundTruth, use_area: bool = True) -> tuple[dict[str, A
             raise DataError(f"{source}: not a COCO annotation file (no '{key}' list)")
     if not keypoint_categories(data):
         raise DataError(f"{source}: no category has a 'keypoints' field (not a keypoint annotation file)")
-    data, report = validate_gt(data, source, use_area=use_area)
+    data, report = validate_gt(data, source, use_area=use_area, shown=shown)
     if report.num_skipped:
         log.warning("%s", report.summary())
     return data, report
 
 
 def validate_gt(
-    dataset: Mapping[str, Any], source: str = "ground truth", use_area: bool = True
+    dataset: Mapping[str, Any], source: str = "ground truth", use_area: bool = True, shown: Collection[str] = ()
 ) -> tuple[dict[str, Any], LoadReport]:
     """``(dataset without its bad annotations, LoadReport)``.
 
@@ -112,16 +118,19 @@ def validate_gt(
     category, orphan image id, keypoints of the wrong length or not finite, bad box), plus
     what COCOeval reads from a keypoint annotation: the fields ``keypoints``, ``bbox``,
     ``area``, ``iscrowd``, ``num_keypoints`` and a finite ``area >= 0``. Each skipped record
-    is logged once (WARNING, annotation id and field). The dataset is not modified.
+    is logged once (WARNING, annotation id and field; not when its message is in ``shown``).
+    The dataset is not modified.
     ``use_area=False`` (CrowdPose, whose scorer takes the area from the box) skips the area checks.
     """
+    from hsrpose.data.coco import BadRecord, LoadReport, check_annotation, keypoint_counts
+
     image_ids: set[int] = set()
     for i, im in enumerate(dataset["images"]):
         if not isinstance(im, dict) or "id" not in im:
             raise DataError(f"{source}: images[{i}] is not an object with an 'id'")
         image_ids.add(im["id"])
     counts = keypoint_counts(dataset["categories"], source)
-    report = LoadReport(source=source)
+    report = LoadReport(source=source, shown=frozenset(shown))
     kept: list[Any] = []
     for i, rec in enumerate(dataset["annotations"]):
         try:
@@ -137,6 +146,8 @@ def validate_gt(
 
 
 def _check_scored_fields(rec: Mapping[str, Any], ann_id: int, index: int, use_area: bool = True) -> None:
+    from hsrpose.data.coco import BadRecord
+
     tag = f"annotation id {ann_id} (annotations[{index}])"
     missing = [k for k in _SCORED_FIELDS if rec.get(k) is None and (use_area or k != "area")]
     if missing:
@@ -265,13 +276,13 @@ def _score_hotcoco_files(
             return None, dataset  # bad records (warned above) or categories without keypoints
         fast_score.store_gt_check(gt, counts)
     kpt_sigmas = _sigmas_for_counts(counts, sigmas)
-    scan = fast_score.LayoutScan(results)  # reads the results file in a thread while hotcoco does too
-    try:
-        coco_gt = hotcoco.COCO(dataset if dataset is not None else str(gt))
-    except Exception:  # hotcoco refused a file our checks passed: the full path decides
-        scan.join()
-        return None, dataset
-    coco_dt = fast_score.load_results_hotcoco(coco_gt, scan, next(iter(counts.values())))
+    # The raw-byte check of the results runs in a child process while hotcoco reads both files here.
+    with fast_score.ResultsScan(results) as scan:
+        try:
+            coco_gt = hotcoco.COCO(dataset if dataset is not None else str(gt))
+        except Exception:  # hotcoco refused a file our checks passed: the full path decides
+            return None, dataset
+        coco_dt = fast_score.load_results_hotcoco(coco_gt, scan, next(iter(counts.values())))
     if coco_dt is None:
         return None, dataset
     return _evaluate_hotcoco(coco_gt, coco_dt, kpt_sigmas), None

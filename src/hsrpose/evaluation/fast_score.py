@@ -11,9 +11,11 @@ more than hotcoco's whole evaluation. Here no Python object is built per result:
 * **Results**: hotcoco parses the file. Its parser refuses what Python's validator
   refuses about types (non-numbers, bools, NaN or non-integer ids, non-objects,
   malformed JSON), its ``healthcheck`` reports unknown image or category ids and
-  missing scores (Infinity is read as a missing score), and one pass over the raw
-  bytes (:class:`LayoutScan`, in a thread while hotcoco parses) checks that every entry has a ``keypoints``
-  array of exactly 3K numbers.
+  missing scores (Infinity is read as a missing score), and one pass over the raw bytes
+  (:mod:`~hsrpose.evaluation.results_scan`, in a child process while hotcoco parses:
+  :class:`ResultsScan`) checks that every entry has a ``keypoints`` array of exactly 3K
+  numbers, which hotcoco does not (it scores a short, long, empty or missing array
+  without a word).
 
 Whenever one of these checks is not passed cleanly the caller falls back to the full
 Python validator, which gives the precise one-line message naming the entry and field
@@ -26,14 +28,16 @@ import contextlib
 import hashlib
 import json
 import os
-import re
+import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cached_gt_check", "store_gt_check", "LayoutScan", "load_results_hotcoco"]
+from hsrpose.evaluation import results_scan
+from hsrpose.evaluation.results_scan import scan_results_file
+
+__all__ = ["cached_gt_check", "store_gt_check", "ResultsScan", "load_results_hotcoco"]
 
 GT_CHECK_FORMAT = 1  # bump when the rules of validate_gt change
 
@@ -83,64 +87,78 @@ def store_gt_check(gt_path: str | os.PathLike[str], keypoint_counts: Mapping[int
         pass
 
 
-# Of the raw bytes only the structure is kept: brackets, braces, commas, quotes and the
-# letter k. Numbers, null, true and false contain none of these, so they vanish; a string
-# becomes its quotes around its k's ("keypoints" -> "k", "image_id" -> "").
-_DELETE = bytes(c for c in range(256) if c not in b'[]{},"k')
+Verdict = tuple[int, int] | None  # (entries, keypoints length) proven, or None: not proven
 
 
-def _entry_pattern(k: int) -> bytes:
-    """One reduced entry: keys without a k holding a non-string scalar or a flat array (``bbox``),
-    and exactly one key with a single k (``keypoints``, proven by counting below) holding an
-    array of ``3k`` numbers."""
-    field = rb'""(?:\[,*\])?'
-    return rb'\{(?:%s,)*"k"\[,{%d}\](?:,%s)*\}' % (field, 3 * k - 1, field)
+class ResultsScan:
+    """:func:`~hsrpose.evaluation.results_scan.scan_results_file` on a results file, run in a child
+    Python process while hotcoco parses the same file in this one.
 
-
-class LayoutScan:
-    """The raw-byte check of a results file, run in a thread while hotcoco parses the same file
-    (hotcoco's parser releases the GIL: the two overlap in wall time, CPU time adds up).
-
-    ``ok(n, k)`` after :meth:`join`: True when the file is a JSON list of ``n`` objects, each with
-    one ``keypoints`` array of exactly ``3k`` numbers and otherwise only non-string scalars or flat
-    arrays (``bbox``). False means "not proven", not "bad": the caller runs the full validator.
+    A thread would not overlap: hotcoco holds the GIL while it loads a file. The child runs
+    :mod:`hsrpose.evaluation.results_scan` as a script with ``python -I -S`` (standard library
+    only, about 10 ms to start) and prints its verdict as one JSON line. Files under
+    ``CHILD_MIN_BYTES`` are scanned here, which is quicker than starting a process. Use as a
+    context manager (the child is killed and reaped on any exit); when no child can be started
+    or it fails, :meth:`result` scans in this process instead.
     """
+
+    CHILD_MIN_BYTES = 8 << 20  # about 8 ms of scanning, roughly the cost of starting the child
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.reduced: bytes | None = None  # structure only (see _DELETE); None: unreadable, or not a list
-        self.keypoint_keys = -1  # occurrences of the string "keypoints" in the file
-        self._thread = threading.Thread(target=self._run, name="hsrpose-results-scan", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._verdict: Verdict = None
+        self._done = False
+        script = Path(results_scan.__file__)
         try:
-            raw = self.path.read_bytes()
+            big = self.path.stat().st_size >= self.CHILD_MIN_BYTES
         except OSError:
-            return
-        if raw.lstrip()[:1] != b"[":
-            return  # hotcoco reads an object as an empty result set: the full validator says why
-        self.keypoint_keys = raw.count(b'"keypoints"')
-        self.reduced = raw.translate(None, _DELETE)
+            big = False
+        if big and sys.executable and script.is_file():
+            try:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", str(script), str(self.path)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+            except OSError:
+                self._proc = None
 
-    def join(self) -> None:
-        self._thread.join()
+    def __enter__(self) -> ResultsScan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def result(self) -> Verdict:
+        """The verdict of :func:`scan_results_file` (waits for the child)."""
+        if not self._done:
+            from_child = self._wait_child()
+            self._verdict = from_child[0] if from_child is not None else scan_results_file(self.path)
+            self._done = True
+        return self._verdict
+
+    def _wait_child(self) -> tuple[Verdict] | None:
+        """``(verdict,)`` printed by the child; None when there is no child or it failed."""
+        if self._proc is None:
+            return None
+        out, _ = self._proc.communicate()
+        if self._proc.returncode != 0:
+            return None
+        try:
+            verdict = json.loads(out)
+        except ValueError:
+            return None
+        if verdict is None:
+            return (None,)
+        if isinstance(verdict, list) and len(verdict) == 2 and all(type(v) is int for v in verdict):
+            return ((verdict[0], verdict[1]),)
+        return None
 
     def ok(self, n: int, k: int) -> bool:
-        reduced = self.reduced
-        # Every entry has exactly one key with a single k, and "keypoints" occurs n times in the
-        # file, so that key is "keypoints" in every entry (a string value would break the pattern).
-        if reduced is None or n == 0 or self.keypoint_keys != n:
-            return False
-        first = reduced.find(b"}")
-        template = reduced[1 : first + 1]
-        if first < 0 or not re.fullmatch(_entry_pattern(k), template):
-            return False
-        # Fast: every entry reduced the same way (one writer wrote the file); else match each one.
-        if reduced == b"[" + b",".join([template] * n) + b"]":
-            return True
-        e = _entry_pattern(k)
-        return re.fullmatch(rb"\[" + e + rb"(?:," + e + rb")*\]", reduced) is not None
+        """True when the file is proven to hold ``n`` entries of ``3k`` keypoint numbers each."""
+        return n > 0 and self.result() == (n, 3 * k)
 
 
 @contextlib.contextmanager
@@ -162,20 +180,17 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def load_results_hotcoco(coco_gt: Any, scan: LayoutScan, k: int) -> Any | None:
+def load_results_hotcoco(coco_gt: Any, scan: ResultsScan, k: int) -> Any | None:
     """hotcoco's result set read from ``scan.path`` (``k`` keypoints per entry), or None when any
     cheap check is not passed (the caller then runs the full Python validator for the precise message)."""
-    try:
-        with _quiet_stderr():
-            try:
-                coco_dt = coco_gt.loadRes(str(scan.path))
-            except Exception:  # hotcoco refused the file: the full validator says why
-                return None
-            if coco_dt.load_warnings:
-                return None
-            health = coco_gt.healthcheck(coco_dt)
-    finally:
-        scan.join()
+    with _quiet_stderr():
+        try:
+            coco_dt = coco_gt.loadRes(str(scan.path))
+        except Exception:  # hotcoco refused the file: the full validator says why
+            return None
+        if coco_dt.load_warnings:
+            return None
+        health = coco_gt.healthcheck(coco_dt)
     if health.get("errors") or health.get("warnings"):
         return None  # unknown image or category ids, missing or infinite scores, ...
     if not scan.ok(len(coco_dt.getAnnIds()), k):
