@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from hsrpose.utils.gcpause import gc_paused
+
 __all__ = ["read_json", "atomic_path", "atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
 
 
@@ -94,15 +96,18 @@ def read_json(path: str | os.PathLike[str], error: type[Exception] | None = None
         raise err(f"{p}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise err(f"{p}: cannot read ({e.strerror or e})") from None
-    if _orjson is not None:
-        # orjson parses ~3x faster (COCO results files run to 100 MB); it refuses what json
-        # accepts beyond strict JSON (NaN literals, huge integers): json then reads it, or
-        # gives the line and column of the error.
+    # Parsing builds one list or dict per record and none of them form cycles: the cyclic GC's
+    # passes over them cost as much as the parse (110 MB of results: 1.05 s -> 0.55 s paused).
+    with gc_paused():
+        if _orjson is not None:
+            # orjson parses ~3x faster (COCO results files run to 100 MB); it refuses what json
+            # accepts beyond strict JSON (NaN literals, huge integers): json then reads it, or
+            # gives the line and column of the error.
+            try:
+                return _orjson.loads(text)
+            except _orjson.JSONDecodeError:
+                pass
         try:
-            return _orjson.loads(text)
-        except _orjson.JSONDecodeError:
-            pass
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise err(f"{p}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise err(f"{p}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
