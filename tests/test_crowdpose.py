@@ -132,3 +132,32 @@ def test_perfect_results_score_one_and_bad_files_are_named(crowd_file: Path, tmp
     bad.write_text(json.dumps(d))
     with pytest.raises(DataError, match=r"no_crowd_index.json: images\[0\] .* 'crowdIndex'"):
         score_crowdpose(bad, perfect, CROWDPOSE_KEYPOINTS.sigmas)
+
+
+def test_bad_record_warned_once_by_loader_and_scorer(crowd_file: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``hsrpose eval --dataset crowdpose``: the loader warns about a bad record, and the CrowdPose
+    scorer, checking the same file with the same rules when it scores, does not warn again."""
+    import logging
+
+    from hsrpose.engine.eval_config import EvalConfig
+    from hsrpose.engine.evaluate import Predictions
+
+    d = json.loads(crowd_file.read_text())
+    victim = next(a for a in d["annotations"] if not a["iscrowd"] and a["num_keypoints"] > 0)
+    victim["keypoints"] = victim["keypoints"][:40]
+    bad = tmp_path / "crowd_bad.json"
+    bad.write_text(json.dumps(d))
+    with caplog.at_level(logging.WARNING):
+        name, loaded = load_dataset("crowdpose", bad, mode="gt")
+        scorer = ground_truth(name, bad, shown=loaded.report.logged)
+        good = [a for a in d["annotations"] if not a["iscrowd"] and a["num_keypoints"] > 0 and a is not victim]
+        preds = Predictions(
+            image_id=np.array([a["image_id"] for a in good]), ann_id=np.array([a["id"] for a in good]),
+            keypoints=np.array([a["keypoints"] for a in good], float).reshape(len(good), 14, 3),
+            box_score=np.ones(len(good)), area=np.array([a["bbox"][2] * a["bbox"][3] for a in good], float),
+            index=np.arange(len(good)),
+        )  # fmt: skip
+        _, metrics = scorer.finalize(preds, loaded.keypoint_info, EvalConfig())
+    lines = [r.getMessage() for r in caplog.records if f"annotation id {victim['id']} " in r.getMessage()]
+    assert len(lines) == 1 and "keypoints has 40 values" in lines[0]
+    assert 0.9 < metrics["AP"] <= 1.0

@@ -145,6 +145,31 @@ def test_score_cli_warns_once_per_bad_record(gt: dict[str, Any], tmp_path: Path)
         assert sum(f"annotation id {ann_id} " in line for line in warned) == 1
 
 
+def test_loader_then_scorer_warn_once_per_record(gt: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``hsrpose eval`` and training load the instances, then score against the same file checked
+    again with the same rules: each bad record is warned about once in all (a record only the
+    scorer rejects, a field only COCOeval reads, included), and both checks skip it."""
+    from hsrpose.data.datasets import ground_truth, load_dataset
+
+    bad, _, by_id = _with_bad(gt, list(BAD_KINDS))
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps(bad))
+    with caplog.at_level(logging.WARNING):
+        name, loaded = load_dataset("coco", p, mode="gt")
+        checked = ground_truth(name, p, shown=loaded.report.logged)
+    warned = [r.getMessage() for r in caplog.records if "skipped annotation" in r.getMessage()]
+    assert len(warned) == len(BAD_KINDS)
+    for ann_id in by_id:
+        assert sum(f"annotation id {ann_id} " in m for m in warned) == 1
+    assert by_id.keys().isdisjoint(a["id"] for a in checked["annotations"])
+    loader_rejects = {i for i, kind in by_id.items() if kind != "missing_num_keypoints"}  # training needs no num_keypoints
+    assert loader_rejects.isdisjoint(i.ann_id for i in loaded.instances)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_gt(p)  # on its own (hsrpose score), the scorer's check warns about every record
+    assert sum("skipped annotation" in r.getMessage() for r in caplog.records) == len(BAD_KINDS)
+
+
 def test_malformed_gt_file_names_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = tmp_path / "broken.json"
     p.write_text('{"images": [],\n "annotations": [}\n')
@@ -175,7 +200,7 @@ def val_with_bad_record(coco_mini: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 def test_training_validates_on_ground_truth_with_a_bad_record(
-    coco_mini: Path, val_with_bad_record: Path, tmp_path: Path, one_torch_thread: None
+    coco_mini: Path, val_with_bad_record: Path, tmp_path: Path, one_torch_thread: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     from hsrpose.engine.checkpoint import load_checkpoint
     from hsrpose.engine.train import train
@@ -183,7 +208,13 @@ def test_training_validates_on_ground_truth_with_a_bad_record(
 
     cfg = small_cfg(coco_mini, val_with_bad_record, tmp_path / "run", f"data.val_ann={val_with_bad_record}",
                     f"data.val_images={coco_mini / 'train2017'}", "eval_interval=1", "train_subset=4")  # fmt: skip
-    result = train(cfg)
+    with caplog.at_level(logging.WARNING):
+        result = train(cfg)
+    bad_id = next(a["id"] for a in json.loads(val_with_bad_record.read_text())["annotations"] if len(a["keypoints"]) == 50)
+    # The file is both data.train_ann and data.val_ann here: its loader for training, its loader for
+    # validation and the scorer each check it; the validation loader and the scorer warn once together.
+    lines = [r.getMessage() for r in caplog.records if f"annotation id {bad_id} " in r.getMessage()]
+    assert len(lines) == 2, lines  # the training set's load, then validation's (loader + scorer: once)
     assert 0.0 <= result.final_metrics["AP"] <= 1.0
     ck = load_checkpoint(tmp_path / "run" / "last.pth")
     assert ck["epoch"] == 1 and ck["best_ap"] == result.final_metrics["AP"]

@@ -188,7 +188,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         dataset_name, coco = load_dataset(args.dataset, ann, mode="det", det_file=args.boxes, score_thr=cfg.det_score_thr, **kw)
         box_line = f"# boxes: detector file {args.boxes} (score >= {cfg.det_score_thr:g}), cropped as they are (reference rules)"
-    gt = ground_truth(dataset_name, ann)  # COCO: the checked ground truth; MPII / CrowdPose: their scorer
+    # COCO: the checked ground truth; MPII / CrowdPose: their scorer. Records the loader warned
+    # about are not warned about again.
+    gt = ground_truth(dataset_name, ann, shown=coco.report.logged)
     model_kinfo = meta.keypoint_info
     if model_kinfo.num_keypoints != coco.keypoint_info.num_keypoints:
         raise HsrposeError(

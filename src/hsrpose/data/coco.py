@@ -87,6 +87,10 @@ class LoadReport:
     ``skipped`` counts records with bad values (each also logged, with the annotation id);
     ``filtered`` counts records left out by the protocol's filters (crowd, no keypoints,
     other category, below the score threshold): normal, not errors.
+
+    ``shown``: messages the user has already read for this file, from another check with the
+    same rules (``hsrpose eval`` loads the instances, then scores against the same file):
+    such records are counted, not logged a second time. ``logged``: what this report logged.
     """
 
     source: str = ""
@@ -94,13 +98,17 @@ class LoadReport:
     filtered: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     kept: int = 0
+    shown: frozenset[str] = frozenset()
+    logged: list[str] = field(default_factory=list)
 
     def skip(self, reason: str, message: str) -> None:
         self.skipped[reason] += 1
         ex = self.examples.setdefault(reason, [])
         if len(ex) < 5:
             ex.append(message)
-        log.warning("%s: skipped %s", self.source, message)
+        if message not in self.shown:
+            log.warning("%s: skipped %s", self.source, message)
+            self.logged.append(message)
 
     @property
     def num_skipped(self) -> int:

@@ -16,6 +16,7 @@ CrowdPose when its keypoint category is the CrowdPose set, else COCO.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -117,20 +118,25 @@ def load_dataset(
     return dataset, loaded
 
 
-def ground_truth(dataset: str, ann_file: str | Path, gt_file: str | Path | None = None) -> Any:
+def ground_truth(
+    dataset: str, ann_file: str | Path, gt_file: str | Path | None = None, shown: Collection[str] = ()
+) -> Any:
     """What :func:`hsrpose.engine.evaluate.evaluate` scores against: COCO ground truth checked once
     (:func:`hsrpose.evaluation.cocoeval.load_gt`), or a dataset scorer.
 
     ``gt_file``: MPII only, HRNet's ``gt_<split>.mat`` when it is not next to the json.
+    ``shown``: the bad-record warnings :func:`load_dataset` already printed for ``ann_file``
+    (its ``report.logged``): the scorer's check of the same file, with the same rules, counts
+    those records without printing them again.
     """
     if dataset == "coco":
         from hsrpose.evaluation.cocoeval import load_gt
 
-        return load_gt(ann_file)
+        return load_gt(ann_file, shown=shown)
     if dataset == "crowdpose":
         from hsrpose.evaluation.scorers import CrowdPoseScorer
 
-        return CrowdPoseScorer(str(ann_file))
+        return CrowdPoseScorer(str(ann_file), shown=frozenset(shown))
     if dataset == "mpii":
         from hsrpose.data.mpii import load_mpii_ground_truth
         from hsrpose.evaluation.scorers import MpiiScorer

@@ -52,7 +52,7 @@ def build_data(cfg: TrainConfig, input_hw: tuple[int, int], heatmap_hw: tuple[in
     augment = cfg.augment if cfg.augment.enabled else None
     train_set = TopDownDataset(instances, d.train_images, input_hw, codec, augment=augment,
                                keypoint_info=loaded.keypoint_info, seed=cfg.seed, box_padding=d.box_padding)  # fmt: skip
-    val_set = None
+    val_set, val_warned = None, []
     if d.val_ann:
         mode = "det" if d.val_det_file else "gt"
         _, val = load_dataset(dataset, d.val_ann, mode=mode, det_file=d.val_det_file or None, score_thr=cfg.eval.det_score_thr, **kw)
@@ -60,8 +60,10 @@ def build_data(cfg: TrainConfig, input_hw: tuple[int, int], heatmap_hw: tuple[in
             print(val.report.summary() + (" (detection boxes)" if d.val_det_file else " (ground-truth boxes)"), file=sys.stderr)
         val_set = TopDownDataset(val.instances, d.val_images or d.train_images, input_hw, codec, augment=None,
                                  keypoint_info=val.keypoint_info, seed=cfg.seed, box_padding=d.box_padding)  # fmt: skip
-    # Scored against ground truth read and checked once (bad records warned about once, not every epoch).
-    val_gt = ground_truth(dataset, d.val_ann) if d.val_ann else None
+        val_warned = val.report.logged
+    # Scored against ground truth read and checked once (bad records warned about once, not every
+    # epoch, and not again after the loader's warning).
+    val_gt = ground_truth(dataset, d.val_ann, shown=val_warned) if d.val_ann else None
     return TrainData(train_set, val_set, val_gt, loaded.keypoint_info, codec)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ def score_crowdpose(
     results: Results,
     sigmas: Sequence[float] | np.ndarray,
     validate: bool = True,
+    shown: Collection[str] = (),
 ) -> dict[str, float]:
     """The nine CrowdPose numbers (:data:`CROWDPOSE_METRIC_NAMES`, in [0, 1]; -1 where undefined).
 
@@ -52,11 +53,12 @@ def score_crowdpose(
             ``annotations[].num_keypoints``.
         results: COCO keypoint results (path or list of entries, image px).
         sigmas: the 14 OKS sigmas (``CROWDPOSE_KEYPOINTS.sigmas``).
+        shown: ground-truth warnings the user has already read (see :func:`~hsrpose.evaluation.cocoeval.load_gt`).
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    dataset = load_gt(gt, use_area=False)  # the area comes from the box, below
+    dataset = load_gt(gt, use_area=False, shown=shown)  # the area comes from the box, below
     where = str(gt) if isinstance(gt, (str, os.PathLike)) else "ground truth"
     for i, im in enumerate(dataset["images"]):
         if not isinstance(im.get("crowdIndex"), (int, float)):

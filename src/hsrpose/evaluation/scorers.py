@@ -65,9 +65,11 @@ class MpiiScorer:
 
 @dataclass(frozen=True)
 class CrowdPoseScorer:
-    """COCO post-processing, then CrowdPose AP against the annotation file ``gt_file``."""
+    """COCO post-processing, then CrowdPose AP against the annotation file ``gt_file``
+    (``shown``: its bad-record warnings the data loader already printed)."""
 
     gt_file: str | os.PathLike[str]
+    shown: frozenset[str] = frozenset()
 
     def finalize(
         self, preds: "Predictions", keypoint_info: KeypointInfo, cfg: "EvalConfig"
@@ -76,4 +78,4 @@ class CrowdPoseScorer:
         from hsrpose.evaluation.crowdpose import score_crowdpose
 
         results = postprocess(preds, keypoint_info, cfg)
-        return results, score_crowdpose(self.gt_file, results, keypoint_info.sigmas, validate=False)
+        return results, score_crowdpose(self.gt_file, results, keypoint_info.sigmas, validate=False, shown=self.shown)
