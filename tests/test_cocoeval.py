@@ -511,3 +511,21 @@ def test_fast_path_with_child_scan(gt: dict[str, Any], gt_path: Path, tmp_path: 
     assert len(err.strip().splitlines()) == 1 and "entry 11" in err and "48" in err
     _forbid_python_results(monkeypatch)
     assert score_results(gt_path, good) == ref
+
+
+def test_ground_truth_verdict_cache_checks_its_key(gt_path: Path, tmp_path: Path, fast_only: Path) -> None:
+    """The cached verdict is used only when the key stored in it (path, size, mtime, format) is this
+    file's: an entry written for another file under the same name, or a broken one, is ignored."""
+    from hsrpose.evaluation import fast_score
+
+    gt_file = tmp_path / "gt.json"
+    gt_file.write_bytes(gt_path.read_bytes())
+    assert fast_score.cached_gt_check(gt_file) is None
+    fast_score.store_gt_check(gt_file, {1: 17})
+    assert fast_score.cached_gt_check(gt_file) == {1: 17}
+    (entry,) = fast_only.glob("gtcheck-*.json")
+    meta = json.loads(entry.read_text())
+    entry.write_text(json.dumps({**meta, "key": meta["key"].replace("gt.json", "other.json")}))
+    assert fast_score.cached_gt_check(gt_file) is None
+    entry.write_text("{not json")
+    assert fast_score.cached_gt_check(gt_file) is None

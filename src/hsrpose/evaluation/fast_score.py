@@ -25,11 +25,11 @@ Python validator, which gives the precise one-line message naming the entry and 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,13 +39,15 @@ from hsrpose.evaluation.results_scan import scan_results_file
 
 __all__ = ["cached_gt_check", "store_gt_check", "ResultsScan", "load_results_hotcoco"]
 
-GT_CHECK_FORMAT = 1  # bump when the rules of validate_gt change
+GT_CHECK_FORMAT = 2  # bump when the rules of validate_gt (or this file's layout) change
 
 
-def _cache_file(gt_path: str | os.PathLike[str]) -> Path | None:
-    """Where the verdict on ``gt_path`` is kept; None when caching is off or the file is missing.
+def _cache_file(gt_path: str | os.PathLike[str]) -> tuple[Path, str] | None:
+    """``(where the verdict on gt_path is kept, its key)``; None when caching is off or the file is missing.
 
-    Same directory and switch as the annotation cache (``HSRPOSE_CACHE_DIR``, ``off`` disables)."""
+    Same directory and switch as the annotation cache (``HSRPOSE_CACHE_DIR``, ``off`` disables).
+    The key (format, absolute path, size, mtime) is stored in the file and compared on reading,
+    so the short CRC-32 file name may collide without harm (and no hashlib import, 3 ms, is paid)."""
     v = os.environ.get("HSRPOSE_CACHE_DIR", "")
     if v.lower() in ("off", "0", "none"):
         return None
@@ -55,7 +57,7 @@ def _cache_file(gt_path: str | os.PathLike[str]) -> Path | None:
     except OSError:
         return None
     key = json.dumps([GT_CHECK_FORMAT, str(Path(gt_path).resolve()), st.st_size, st.st_mtime_ns])
-    return d / ("gtcheck-" + hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
+    return d / f"gtcheck-{zlib.crc32(key.encode()):08x}.json", key
 
 
 def cached_gt_check(gt_path: str | os.PathLike[str]) -> dict[int, int] | None:
@@ -63,11 +65,13 @@ def cached_gt_check(gt_path: str | os.PathLike[str]) -> dict[int, int] | None:
 
     A hit means: the file has not changed since :func:`load_gt` skipped none of its records,
     and every one of its categories has keypoints."""
-    path = _cache_file(gt_path)
-    if path is None or not path.is_file():
+    where = _cache_file(gt_path)
+    if where is None or not where[0].is_file():
         return None
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(where[0].read_text(encoding="utf-8"))
+        if meta["key"] != where[1]:
+            return None  # another file (or version) whose key has the same CRC
         return {int(c): int(k) for c, k in meta["keypoint_counts"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # a broken cache entry only costs speed
@@ -77,12 +81,13 @@ def store_gt_check(gt_path: str | os.PathLike[str], keypoint_counts: Mapping[int
     """Remember that ``gt_path`` validated clean (call only then); failures only cost speed."""
     from hsrpose.utils.io import atomic_write_json
 
-    path = _cache_file(gt_path)
-    if path is None:
+    where = _cache_file(gt_path)
+    if where is None:
         return
+    path, key = where
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, {"keypoint_counts": {str(c): int(k) for c, k in keypoint_counts.items()}})
+        atomic_write_json(path, {"key": key, "keypoint_counts": {str(c): int(k) for c, k in keypoint_counts.items()}})
     except OSError:
         pass
 
