@@ -8,13 +8,13 @@ its ten numbers were bit-identical to pycocotools on every case of
 regions, images without ground truth, custom sigmas, empty results) and on random
 sets of up to 100,800 detections, tied scores included (``benchmarks/scorer_parity.py``),
 and it is the fastest (``benchmarks/eval_speed.py``, 100,800 detections on 2 cores,
-median wall seconds: pycocotools 12.58, hotcoco alone 0.49, faster-coco-eval 6.05,
-``hsrpose score`` 0.61 (20.5x) once its ground-truth check is cached, 1.00 on the first run).
+median wall seconds: pycocotools 13.81, hotcoco alone 0.49, faster-coco-eval 6.81,
+``hsrpose score`` 0.63 (21.9x) once its ground-truth check is cached, 1.07 on the first run).
 With two paths, hotcoco reads both files itself (:mod:`hsrpose.evaluation.fast_score`:
 cheap checks, no Python object per result, the byte check of the results in a child
 process); whatever those checks do not pass takes the full path below (Python reads and
 checks every entry), which names the bad entry. faster-coco-eval, the previous default,
-gave the same numbers but is 12x slower than hotcoco; it is no longer used. Pass ``backend="pycocotools"``
+gave the same numbers but is 14x slower than hotcoco; it is no longer used. Pass ``backend="pycocotools"``
 (``hsrpose score --backend pycocotools``) for the reference.
 
 Ground truth goes through :func:`load_gt` first: records with bad values are
