@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence, overload
 
 import numpy as np
 
+from hsrpose.utils.cache import cache_dir
+
 if TYPE_CHECKING:
     from hsrpose.data.coco import CocoInstances, Instance
 
@@ -141,16 +143,9 @@ class InstanceStore(Sequence["Instance"]):
 # ----------------------------------------------------------------------------- cache
 
 
-def _cache_dir() -> Path | None:
-    v = os.environ.get("HSRPOSE_CACHE_DIR", "")
-    if v.lower() in ("off", "0", "none"):
-        return None
-    return Path(v) if v else Path.home() / ".cache" / "hsrpose" / "annotations"
-
-
 def _cache_file(ann_file: str | os.PathLike[str], options: dict[str, Any]) -> Path | None:
     """The cache file of ``ann_file`` loaded with ``options``; None when caching does not apply."""
-    d = _cache_dir()
+    d = cache_dir()
     try:
         st = os.stat(ann_file)
     except OSError:

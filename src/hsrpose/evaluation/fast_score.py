@@ -36,6 +36,7 @@ from typing import Any
 
 from hsrpose.evaluation import results_scan
 from hsrpose.evaluation.results_scan import scan_results_file
+from hsrpose.utils.cache import cache_dir
 
 __all__ = ["cached_gt_check", "store_gt_check", "ResultsScan", "load_results_hotcoco"]
 
@@ -48,10 +49,9 @@ def _cache_file(gt_path: str | os.PathLike[str]) -> tuple[Path, str] | None:
     Same directory and switch as the annotation cache (``HSRPOSE_CACHE_DIR``, ``off`` disables).
     The key (format, absolute path, size, mtime) is stored in the file and compared on reading,
     so the short CRC-32 file name may collide without harm (and no hashlib import, 3 ms, is paid)."""
-    v = os.environ.get("HSRPOSE_CACHE_DIR", "")
-    if v.lower() in ("off", "0", "none"):
+    d = cache_dir()
+    if d is None:
         return None
-    d = Path(v) if v else Path.home() / ".cache" / "hsrpose" / "annotations"
     try:
         st = os.stat(gt_path)
     except OSError:
