@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from hsrpose.evaluation import results_scan
-from hsrpose.evaluation.results_scan import scan_results_file
+from hsrpose.evaluation.results_scan import Verdict, scan_results_file
 from hsrpose.utils.cache import cache_dir
 
 __all__ = ["cached_gt_check", "store_gt_check", "ResultsScan", "load_results_hotcoco"]
@@ -90,9 +90,6 @@ def store_gt_check(gt_path: str | os.PathLike[str], keypoint_counts: Mapping[int
         atomic_write_json(path, {"key": key, "keypoint_counts": {str(c): int(k) for c, k in keypoint_counts.items()}})
     except OSError:
         pass
-
-
-Verdict = tuple[int, int] | None  # (entries, keypoints length) proven, or None: not proven
 
 
 class ResultsScan:

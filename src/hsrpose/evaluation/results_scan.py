@@ -13,7 +13,9 @@ import os
 import re
 import sys
 
-__all__ = ["scan_results_file"]
+__all__ = ["Verdict", "scan_results_file"]
+
+Verdict = tuple[int, int] | None  # (entries, keypoints length) proven, or None: not proven
 
 # Of the raw bytes only the structure is kept: brackets, braces, commas, quotes and the
 # letter k. Numbers, null, true and false contain none of these, so they vanish; a string
@@ -24,11 +26,11 @@ _KEY = b'"keypoints"'
 _FIELD = rb'""(?:\[,*\])?'  # a key without k holding a non-string scalar or a flat array (bbox)
 
 
-def _entry_pattern(length: int) -> bytes:
+def _entry_pattern(commas: bytes) -> bytes:
     """One reduced entry: keys without a k holding a non-string scalar or a flat array (``bbox``),
-    and exactly one key with a single k (``keypoints``, proven by counting) holding an array of
-    ``length`` numbers."""
-    return rb'\{(?:%s,)*"k"\[,{%d}\](?:,%s)*\}' % (_FIELD, length - 1, _FIELD)
+    and exactly one key with a single k (``keypoints``, proven by counting) holding an array whose
+    commas match the pattern ``commas`` (``rb",{50}"``: 51 numbers; ``rb"(,*)"``: any, captured)."""
+    return rb'\{(?:%s,)*"k"\[%s\](?:,%s)*\}' % (_FIELD, commas, _FIELD)
 
 
 def _reduce(path: str | os.PathLike[str]) -> tuple[bytes, int] | None:
@@ -60,7 +62,7 @@ def _reduce(path: str | os.PathLike[str]) -> tuple[bytes, int] | None:
     return (b"".join(parts), count) if started else None
 
 
-def scan_results_file(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+def scan_results_file(path: str | os.PathLike[str]) -> Verdict:
     """``(entries, keypoints length)`` when the raw bytes prove that the file is a JSON list of
     ``entries`` objects, each with one ``keypoints`` array of exactly ``keypoints length`` numbers
     and otherwise only non-string scalars or flat arrays (``bbox``); None means "not proven", not "bad".
@@ -75,14 +77,14 @@ def scan_results_file(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     if first < 0:
         return None
     template = structure[1 : first + 1]
-    m = re.fullmatch(rb'\{(?:%s,)*"k"\[(,*)\](?:,%s)*\}' % (_FIELD, _FIELD), template)
+    m = re.fullmatch(_entry_pattern(rb"(,*)"), template)
     if m is None:
         return None
     length = len(m.group(1)) + 1
     entries = (len(structure) - 1) // (len(template) + 1)
     # Fast: every entry reduced the same way (one writer wrote the file); else match each one.
     if structure != b"[" + b",".join([template] * entries) + b"]":
-        e = _entry_pattern(length)
+        e = _entry_pattern(rb",{%d}" % (length - 1))
         if re.fullmatch(rb"\[" + e + rb"(?:," + e + rb")*\]", structure) is None:
             return None
         entries = structure.count(b"}")  # objects do not nest in the pattern
